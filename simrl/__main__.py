@@ -1,0 +1,5 @@
+"""``python -m simrl`` runs the CLI."""
+
+from simrl.cli import main
+
+main()

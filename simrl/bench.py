@@ -1,0 +1,151 @@
+"""Throughput of the full env against raw ``mujoco.rollout``, measured side by side.
+
+The raw figure is the ceiling: the same model, the same number of worlds and
+physics substeps, the same kind of controls (a random walk of joint targets,
+as random actions make), stepped by one ``rollout`` call with no Python, JAX or
+task code around it. The env figure is the jitted env (``lax.scan`` over
+``ReachEnv.step`` with random actions, auto-reset included). The two are
+measured alternately in one process so machine load affects both alike.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import time
+from dataclasses import asdict, dataclass
+from typing import Callable
+
+import jax
+import mujoco
+import mujoco.rollout
+import numpy as np
+
+from simrl.envs import ReachEnv
+from simrl.robots import Robot
+
+
+@dataclass(frozen=True)
+class EnvBenchResult:
+    """Figures of one ``bench_env`` run (control steps are env steps: one policy action each)."""
+
+    robot: str
+    backend: str
+    num_envs: int
+    substeps: int
+    steps_per_measurement: int
+    repeats: int
+    env_steps_per_s: float
+    raw_rollout_steps_per_s: float
+    ratio: float
+    compile_s: float
+    cpu_count: int
+    jax_version: str
+    mujoco_version: str
+
+    def to_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+def _random_walk_controls(robot: Robot, num_envs: int, steps: int, rng: np.random.Generator) -> np.ndarray:
+    """(N, steps * substeps, nu) controls like those random joint-delta actions produce."""
+    lo, hi = robot.arm_ranges.T
+    deltas = rng.uniform(-1.0, 1.0, (num_envs, steps, robot.n_arm)) * robot.config.action_scale.joint_delta
+    targets = np.clip(robot.home_qpos[robot.arm_qpos_adr] + np.cumsum(deltas, axis=1), lo, hi)
+    ctrl = np.tile(robot.home_ctrl, (num_envs, steps, 1))
+    ctrl[:, :, robot.arm_actuators] = targets
+    return np.ascontiguousarray(np.repeat(ctrl, robot.substeps, axis=1))
+
+
+def _raw_rollout_timer(robot: Robot, num_envs: int, steps: int) -> Callable[[], float]:
+    """A function that runs one raw rollout of ``steps`` control steps and returns its seconds."""
+    model = robot.model
+    nthread = min(os.cpu_count() or 1, num_envs)
+    runner = mujoco.rollout.Rollout(nthread=nthread if nthread > 1 else 0)
+    datas = [mujoco.MjData(model) for _ in range(max(nthread, 1))]
+    data = mujoco.MjData(model)
+    data.qpos[:] = robot.home_qpos
+    nstate = mujoco.mj_stateSize(model, mujoco.mjtState.mjSTATE_FULLPHYSICS)
+    initial = np.empty(nstate)
+    mujoco.mj_getState(model, data, initial, mujoco.mjtState.mjSTATE_FULLPHYSICS)
+    initial = np.ascontiguousarray(np.tile(initial, (num_envs, 1)))
+    control = _random_walk_controls(robot, num_envs, steps, np.random.default_rng(0))
+    nstep = steps * robot.substeps
+    states = np.empty((num_envs, nstep, nstate))
+    sensors = np.empty((num_envs, nstep, model.nsensordata))
+    models = [model] * num_envs
+    warmstart = np.zeros((num_envs, model.nv))  # as the cpu backend does: every world starts its solver alike
+
+    def run() -> float:
+        start = time.perf_counter()
+        runner.rollout(
+            models, datas, initial, control, skip_checks=True, nstep=nstep, initial_warmstart=warmstart, state=states, sensordata=sensors
+        )
+        return time.perf_counter() - start
+
+    return run
+
+
+def _env_timer(env: ReachEnv, steps: int, seed: int) -> tuple[Callable[[], float], float]:
+    """A function timing ``steps`` jitted env steps, and the compile time it took."""
+
+    def rollout(state, key):
+        def body(carry, _):
+            state, key = carry
+            key, sub = jax.random.split(key)
+            action = jax.random.uniform(sub, (env.num_envs, env.action_size), minval=-1.0, maxval=1.0)
+            return (env.step(state, action), key), None
+
+        (state, key), _ = jax.lax.scan(body, (state, key), None, length=steps)
+        return state, key
+
+    run_steps = jax.jit(rollout)
+    start = time.perf_counter()
+    state = jax.jit(env.reset)(jax.random.key(seed))
+    state, key = run_steps(state, jax.random.key(seed + 1))
+    jax.block_until_ready(state)
+    compile_s = time.perf_counter() - start
+    carry = {"state": state, "key": key}
+
+    def run() -> float:
+        begin = time.perf_counter()
+        carry["state"], carry["key"] = run_steps(carry["state"], carry["key"])
+        jax.block_until_ready(carry["state"])
+        return time.perf_counter() - begin
+
+    return run, compile_s
+
+
+def bench_env(env: ReachEnv, steps: int = 50, repeats: int = 3, seed: int = 0, progress: Callable[[str], None] | None = None) -> EnvBenchResult:
+    """Measure env and raw-rollout control steps/s, alternating ``repeats`` times; report medians."""
+    note = progress or (lambda _: None)
+    note("compiling the env")
+    env_run, compile_s = _env_timer(env, steps, seed)
+    raw_run = _raw_rollout_timer(env.robot, env.num_envs, steps)
+    raw_run()  # warm the thread pool and caches like the env's first call did
+    env_times, raw_times = [], []
+    for i in range(repeats):
+        note(f"measuring {i + 1}/{repeats}")
+        env_times.append(env_run())
+        raw_times.append(raw_run())
+    work = env.num_envs * steps
+    env_rate = work / statistics.median(env_times)
+    raw_rate = work / statistics.median(raw_times)
+    return EnvBenchResult(
+        robot=env.robot.name,
+        backend=env.physics.name,
+        num_envs=env.num_envs,
+        substeps=env.robot.substeps,
+        steps_per_measurement=steps,
+        repeats=repeats,
+        env_steps_per_s=env_rate,
+        raw_rollout_steps_per_s=raw_rate,
+        ratio=env_rate / raw_rate,
+        compile_s=compile_s,
+        cpu_count=os.cpu_count() or 1,
+        jax_version=jax.__version__,
+        mujoco_version=mujoco.__version__,
+    )
+
+
+__all__ = ["EnvBenchResult", "bench_env"]

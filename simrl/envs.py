@@ -1,0 +1,225 @@
+"""The functional vectorized env, and its Gymnasium face.
+
+``ReachEnv`` follows Brax / MuJoCo Playground: ``reset(key) -> State`` and
+``step(state, action) -> State`` are pure and jittable, the whole batch of N
+worlds lives in one ``State`` pytree, and finished episodes restart inside
+``step`` (auto-reset) so a training loop can ``lax.scan`` over it.
+
+Contract for learners (shapes with N = num_envs):
+- ``obs`` (N, obs_size) float32; actions (N, action_size) in [-1, 1].
+- ``done`` (N,) marks the step that ended an episode. After an auto-reset,
+  ``obs`` already belongs to the next episode; ``final_obs`` holds the last
+  observation of the finished one. ``truncated`` (N,) says the episode hit the
+  time limit (bootstrap from ``final_obs``); ``done & ~truncated`` is a true
+  termination (the physics became non-finite).
+- ``metrics`` holds this step's raw reward terms and distance, and the
+  finished episode's ``episode_return``, ``episode_length``, ``episode_success``
+  and ``episode_final_distance`` (meaningful where ``done``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import gymnasium
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from simrl.errors import SimrlError
+from simrl.physics import Backend, PhysicsState, make_backend
+from simrl.robots import Robot, load_robot
+from simrl.tasks.reach import ReachConfig, ReachState, ReachTask, load_reach_config
+
+
+@jax.tree_util.register_dataclass
+@dataclass(frozen=True)
+class State:
+    """Everything about N envs at one control step (a JAX pytree)."""
+
+    physics: PhysicsState
+    task: ReachState
+    obs: jax.Array  # (N, obs_size)
+    reward: jax.Array  # (N,)
+    done: jax.Array  # (N,) bool
+    truncated: jax.Array  # (N,) bool
+    final_obs: jax.Array  # (N, obs_size)
+    step_count: jax.Array  # (N,) int32, steps taken in the current episode
+    episode_return: jax.Array  # (N,) running return of the current episode
+    metrics: dict[str, jax.Array]  # (N,) each
+    key: jax.Array  # PRNG key for resets
+
+
+class ReachEnv:
+    """N reach envs of one robot on one physics backend."""
+
+    def __init__(
+        self,
+        robot: Robot | str,
+        num_envs: int,
+        backend: str | Backend = "auto",
+        task_config: ReachConfig | None = None,
+        auto_reset: bool = True,
+    ):
+        self.robot = robot if isinstance(robot, Robot) else load_robot(robot)
+        self.num_envs = num_envs
+        self.physics = (
+            backend if not isinstance(backend, str) else make_backend(backend, self.robot.model, self.robot.substeps, num_envs)
+        )
+        if self.physics.num_worlds != num_envs:
+            raise SimrlError(f"backend steps {self.physics.num_worlds} worlds but the env has {num_envs}")
+        self.task = ReachTask.for_robot(self.robot, task_config or load_reach_config())
+        self.auto_reset = auto_reset
+        self._home_qpos = jnp.asarray(self.robot.home_qpos, jnp.float32)
+        self._home_ctrl = jnp.asarray(self.robot.home_ctrl, jnp.float32)
+
+    @property
+    def observation_size(self) -> int:
+        return self.task.observation_size
+
+    @property
+    def action_size(self) -> int:
+        return self.task.action_size
+
+    def _arm(self, qpos: jax.Array, qvel: jax.Array) -> tuple[jax.Array, jax.Array]:
+        return qpos[:, self.robot.arm_qpos_adr], qvel[:, self.robot.arm_dof_adr]
+
+    def _fresh(self, key: jax.Array) -> tuple[PhysicsState, ReachState, jax.Array, jax.Array]:
+        """New episodes for every env: start pose near home, goal in the workspace box."""
+        n, n_arm = self.num_envs, self.task.n_arm
+        goal_key, joint_key = jax.random.split(key)
+        goal = self.task.sample_goal(jnp, jax.random.uniform(goal_key, (n, 3)))
+        joints = self.task.sample_initial_joints(jnp, jax.random.uniform(joint_key, (n, n_arm)))
+        qpos = jnp.tile(self._home_qpos, (n, 1)).at[:, self.robot.arm_qpos_adr].set(joints)
+        physics = PhysicsState(qpos=qpos, qvel=jnp.zeros((n, self.robot.model.nv), jnp.float32))
+        task_state = self.task.initial_state(jnp, goal, joints)
+        joint_pos, joint_vel = self._arm(physics.qpos, physics.qvel)
+        ee = self.task.ee_position(jnp, joint_pos)
+        obs = self.task.observe(jnp, joint_pos, joint_vel, ee, task_state)
+        return physics, task_state, obs, self.task.distance(jnp, ee, goal)
+
+    def reset(self, key: jax.Array) -> State:
+        """Start N episodes."""
+        key, sub = jax.random.split(key)
+        physics, task_state, obs, distance = self._fresh(sub)
+        n = self.num_envs
+        zeros = jnp.zeros(n, jnp.float32)
+        false = jnp.zeros(n, bool)
+        metric_names = [*self.task.config.scales.model_dump(), "distance", "episode_return", "episode_length", "episode_success", "episode_final_distance"]
+        return State(
+            physics=physics,
+            task=task_state,
+            obs=obs,
+            reward=zeros,
+            done=false,
+            truncated=false,
+            final_obs=obs,
+            step_count=jnp.zeros(n, jnp.int32),
+            episode_return=zeros,
+            metrics={name: distance if name == "distance" else zeros for name in metric_names},
+            key=key,
+        )
+
+    def step(self, state: State, action: jax.Array) -> State:
+        """Apply ``action`` (N, action_size) for one control period; auto-reset finished envs."""
+        action = jnp.clip(jnp.asarray(action, jnp.float32), -1.0, 1.0)
+        target = self.task.next_target(jnp, action, state.task.target)
+        ctrl = jnp.tile(self._home_ctrl, (self.num_envs, 1)).at[:, self.robot.arm_actuators].set(target)
+        physics = self.physics.step(state.physics, ctrl).state
+
+        joint_pos, joint_vel = self._arm(physics.qpos, physics.qvel)
+        task_state = ReachState(goal=state.task.goal, target=target, last_action=action)
+        ee = self.task.ee_position(jnp, joint_pos)
+        distance = self.task.distance(jnp, ee, task_state.goal)
+        terms = self.task.reward_terms(jnp, distance, action, state.task.last_action)
+        finite = jnp.all(jnp.isfinite(physics.qpos), axis=1) & jnp.all(jnp.isfinite(physics.qvel), axis=1)
+        reward = jnp.where(finite, self.task.reward(terms), 0.0)
+        obs = jnp.where(finite[:, None], self.task.observe(jnp, joint_pos, joint_vel, ee, task_state), 0.0)
+
+        step_count = state.step_count + 1
+        truncated = (step_count >= self.task.config.episode_steps) & finite
+        done = truncated | ~finite
+        episode_return = state.episode_return + reward
+        metrics = {
+            **terms,
+            "distance": distance,
+            "episode_return": episode_return,
+            "episode_length": step_count.astype(jnp.float32),
+            "episode_success": self.task.is_success(distance).astype(jnp.float32),
+            "episode_final_distance": distance,
+        }
+        stepped = State(
+            physics=physics,
+            task=task_state,
+            obs=obs,
+            reward=reward,
+            done=done,
+            truncated=truncated,
+            final_obs=obs,
+            step_count=step_count,
+            episode_return=episode_return,
+            metrics=metrics,
+            key=state.key,
+        )
+        return self._auto_reset(stepped) if self.auto_reset else stepped
+
+    def _auto_reset(self, state: State) -> State:
+        """Restart the envs whose episode just ended; keep ``final_obs``, reward and metrics."""
+        key, sub = jax.random.split(state.key)
+        physics, task_state, obs, _ = self._fresh(sub)
+
+        def pick(fresh: jax.Array, old: jax.Array) -> jax.Array:
+            mask = state.done.reshape((-1,) + (1,) * (old.ndim - 1))
+            return jnp.where(mask, fresh, old)
+
+        return State(
+            physics=jax.tree_util.tree_map(pick, physics, state.physics),
+            task=jax.tree_util.tree_map(pick, task_state, state.task),
+            obs=pick(obs, state.obs),
+            reward=state.reward,
+            done=state.done,
+            truncated=state.truncated,
+            final_obs=state.final_obs,
+            step_count=jnp.where(state.done, 0, state.step_count),
+            episode_return=jnp.where(state.done, 0.0, state.episode_return),
+            metrics=state.metrics,
+            key=key,
+        )
+
+
+class ReachGymEnv(gymnasium.Env):
+    """One reach env behind the Gymnasium API (``gymnasium.make("simrl/Reach-so101-v0")``).
+
+    It runs the same jitted ``ReachEnv`` code with N = 1 and no auto-reset, so a
+    Gymnasium user and the batched trainer see the same task. ``info["is_success"]``
+    follows the Stable-Baselines3 / Gymnasium-Robotics convention.
+    """
+
+    metadata = {"render_modes": []}
+
+    def __init__(self, robot: str = "so101", backend: str = "cpu", task_config: str | None = None):
+        self._env = ReachEnv(robot, num_envs=1, backend=backend, task_config=load_reach_config(task_config), auto_reset=False)
+        self._reset_fn = jax.jit(self._env.reset)
+        self._step_fn = jax.jit(self._env.step)
+        self._state: State | None = None
+        self.observation_space = gymnasium.spaces.Box(-np.inf, np.inf, (self._env.observation_size,), np.float32)
+        self.action_space = gymnasium.spaces.Box(-1.0, 1.0, (self._env.action_size,), np.float32)
+
+    def _info(self, state: State) -> dict[str, Any]:
+        distance = float(state.metrics["distance"][0])
+        return {"is_success": bool(self._env.task.is_success(distance)), "distance": distance}
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict[str, Any]]:
+        super().reset(seed=seed)
+        key = jax.random.key(int(self.np_random.integers(0, 2**31 - 1)))
+        self._state = self._reset_fn(key)
+        return np.asarray(self._state.obs[0]), self._info(self._state)
+
+    def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        if self._state is None:
+            raise gymnasium.error.ResetNeeded("call reset() before step()")
+        self._state = self._step_fn(self._state, jnp.asarray(action, jnp.float32)[None])
+        state = self._state
+        terminated = bool(state.done[0] & ~state.truncated[0])
+        return np.asarray(state.obs[0]), float(state.reward[0]), terminated, bool(state.truncated[0]), self._info(state)

@@ -1,0 +1,88 @@
+"""The contract every physics backend meets.
+
+A backend steps N MuJoCo worlds of one robot for a fixed number of physics
+substeps per control step, from inside jitted JAX code. The state carried
+between steps is only ``qpos`` and ``qvel`` (the robots have no activations), so
+states from different backends are interchangeable and comparable.
+
+Per-world model parameters (for domain randomization) are passed as a mapping
+from an MjModel field name to an array with a leading world axis, e.g.
+``{"dof_damping": (N, nv)}``; ``"opt.gravity"`` reaches into the options.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, NamedTuple, Protocol
+
+import mujoco
+import numpy as np
+
+from simrl.errors import SimrlError
+
+Array = Any  # a jax.Array inside jit, a numpy array outside
+ModelParams = Mapping[str, Array]
+
+# Fields a backend may override per world. They are read by the dynamics every
+# step and need no recompilation; both backends apply them the same way.
+PER_WORLD_FIELDS = (
+    "body_mass",
+    "body_ipos",
+    "body_inertia",
+    "dof_damping",
+    "dof_frictionloss",
+    "dof_armature",
+    "actuator_gainprm",
+    "actuator_biasprm",
+    "actuator_forcerange",
+    "geom_friction",
+    "opt.gravity",
+)
+
+
+class PhysicsState(NamedTuple):
+    """Positions and velocities of N worlds: ``qpos`` (N, nq), ``qvel`` (N, nv)."""
+
+    qpos: Array
+    qvel: Array
+
+
+class StepOutput(NamedTuple):
+    """What one control step returns.
+
+    ``sensordata`` (N, nsensordata) follows MuJoCo's convention: sensors are
+    evaluated at the start of the last physics substep, i.e. one substep before
+    ``state`` (see MEASURED.md, pitfall 1). Both backends return the same.
+    """
+
+    state: PhysicsState
+    sensordata: Array
+
+
+class Backend(Protocol):
+    """Steps a batch of worlds; ``step`` is traceable by ``jax.jit``."""
+
+    name: str
+    num_worlds: int
+    substeps: int
+
+    def step(self, state: PhysicsState, ctrl: Array, params: ModelParams | None = None) -> StepOutput:
+        """Advance every world by ``substeps`` physics steps holding ``ctrl`` (N, nu)."""
+        ...
+
+
+def model_field(model: Any, name: str) -> Any:
+    """Read a (possibly dotted, e.g. ``opt.gravity``) field of an MjModel or mjx.Model."""
+    value = model
+    for part in name.split("."):
+        value = getattr(value, part)
+    return value
+
+
+def check_params(model: mujoco.MjModel, params: ModelParams, num_worlds: int) -> None:
+    """Refuse unknown fields and wrong shapes before they reach the physics."""
+    for name, value in params.items():
+        if name not in PER_WORLD_FIELDS:
+            raise SimrlError(f"model parameter '{name}' cannot vary per world (allowed: {', '.join(PER_WORLD_FIELDS)})")
+        expected = (num_worlds, *np.shape(model_field(model, name)))
+        if tuple(np.shape(value)) != expected:
+            raise SimrlError(f"model parameter '{name}' has shape {tuple(np.shape(value))}, expected {expected}")
