@@ -162,7 +162,10 @@ class ReachEnv:
             metrics=metrics,
             key=state.key,
         )
-        return self._auto_reset(stepped) if self.auto_reset else stepped
+        if not self.auto_reset:
+            return stepped
+        # Episodes of a batch tend to end on the same step; skip the reset work on the others.
+        return jax.lax.cond(jnp.any(done), self._auto_reset, lambda s: s, stepped)
 
     def _auto_reset(self, state: State) -> State:
         """Restart the envs whose episode just ended; keep ``final_obs``, reward and metrics."""
