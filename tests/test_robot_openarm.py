@@ -12,7 +12,7 @@ import pytest
 
 from simrl.robots import load_robot
 
-# The maker's kinematics, typed in from /work/shared/ROBOTS.md (facts read from the MJCF in
+# The maker's kinematics, typed in from the project's shared robot notes (ROBOTS.md) (facts read from the MJCF in
 # PyPI `openarm-mujoco` 2.3.0, v2/openarm_bimanual.xml, right arm): per joint the child
 # body's position in its parent and the joint axis; every body frame is parallel to its
 # parent at zero. base_link sits at (0, -0.031, 0) from the torso centre; ee_base_link's

@@ -17,7 +17,7 @@ import pytest
 from simrl.robots import load_robot
 
 # Published kinematics of the SO-101, TheRobotStudio/SO-ARM100
-# Simulation/SO101/so101_new_calib.xml (tabulated in /work/shared/ROBOTS.md):
+# Simulation/SO101/so101_new_calib.xml (tabulated in the project's shared robot notes (ROBOTS.md)):
 # (joint, body pos in parent [m], body quat in parent [w, x, y, z]); every joint
 # rotates about its body's local z axis; the base frame is the world frame.
 SO101_CHAIN = [
