@@ -73,6 +73,7 @@ def bench_env_command(
     robot: str = typer.Option("so101", "--robot", help="Robot name (see `simrl robots`) or a path to a robot folder."),
     envs: int = typer.Option(4096, "--envs", min=1, help="Number of parallel worlds."),
     backend: str = typer.Option("cpu", "--backend", help="Physics backend: auto, cpu or mjx."),
+    mjx_impl: str = typer.Option("jax", "--mjx-impl", help="MJX implementation when --backend mjx: jax or warp."),
     steps: int = typer.Option(50, "--steps", min=1, help="Control steps per measurement."),
     repeats: int = typer.Option(3, "--repeats", min=1, help="Alternating env/raw measurements; medians are reported."),
     seed: int = typer.Option(0, "--seed", help="Seed of the random actions."),
@@ -81,8 +82,11 @@ def bench_env_command(
     """Control steps/s of the full reach env (random actions) against raw mujoco.rollout, in one run."""
     from simrl.bench import bench_env
     from simrl.envs import ReachEnv
+    from simrl.physics import make_backend
+    from simrl.robots import load_robot
 
-    env = ReachEnv(robot, envs, backend=backend)
+    arm = load_robot(robot)
+    env = ReachEnv(arm, envs, backend=make_backend(backend, arm.model, arm.substeps, envs, mjx_impl=mjx_impl))
     with stderr.status("benchmarking") as status:
         result = bench_env(env, steps=steps, repeats=repeats, seed=seed, progress=lambda msg: status.update(msg))
     if as_json:
