@@ -19,6 +19,7 @@ Contract for learners (shapes with N = num_envs):
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -168,7 +169,7 @@ class ReachEnv:
         return jax.lax.cond(jnp.any(done), self._auto_reset, lambda s: s, stepped)
 
     def _auto_reset(self, state: State) -> State:
-        """Restart the envs whose episode just ended; keep ``final_obs``, reward and metrics."""
+        """Restart the envs whose episode just ended; ``final_obs``, reward, done and metrics stay those of the step."""
         key, sub = jax.random.split(state.key)
         physics, task_state, obs, _ = self._fresh(sub)
 
@@ -176,17 +177,13 @@ class ReachEnv:
             mask = state.done.reshape((-1,) + (1,) * (old.ndim - 1))
             return jnp.where(mask, fresh, old)
 
-        return State(
+        return dataclasses.replace(
+            state,
             physics=jax.tree_util.tree_map(pick, physics, state.physics),
             task=jax.tree_util.tree_map(pick, task_state, state.task),
             obs=pick(obs, state.obs),
-            reward=state.reward,
-            done=state.done,
-            truncated=state.truncated,
-            final_obs=state.final_obs,
             step_count=jnp.where(state.done, 0, state.step_count),
             episode_return=jnp.where(state.done, 0.0, state.episode_return),
-            metrics=state.metrics,
             key=key,
         )
 
