@@ -54,7 +54,7 @@ ARMS = {
     ),
     "fr3": Arm(
         n_arm=7, dims=(9, 9, 8), timestep=0.002, substeps=10,
-        still_qvel=1e-3,  # the mirrored finger still closes onto its equality constraint: ~7e-5 m/s at 2-3 s (damping 100)
+        still_qvel=1e-4,  # friction and the gravity-compensating controller hold it: measured ~1e-9
         servo_offset=5e-3,  # the controller compensates gravity (gravcomp): measured < 1e-4 rad
         euler_wdt=0.5,
         wdt_gripper=False,  # finger: kp 1000 on ~0.015 kg reads 0.52 against M alone, but its damping 100 (implicit) overdamps it
