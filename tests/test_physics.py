@@ -92,3 +92,22 @@ def test_bad_backend_and_params_are_refused() -> None:
 def test_auto_backend_is_cpu_without_gpu() -> None:
     expected = "mjx" if any(d.platform == "gpu" for d in jax.devices()) else "cpu"
     assert resolve_backend("auto") == expected
+
+
+def test_cpu_backend_parameters_follow_each_call() -> None:
+    """Per-world fields apply to the call that passes them, and never leak into a later call."""
+    robot = load_robot("so101")
+    n = 2
+    targets = np.tile(robot.home_qpos[robot.arm_qpos_adr] + 0.4, (5, n, 1))
+    backend = make_backend("cpu", robot.model, robot.substeps, n)
+    nominal = _run(backend, robot, targets)
+    damping = np.tile(robot.model.dof_damping, (n, 1))
+    damping[1] *= 30.0
+    damped = _run(backend, robot, targets, {"dof_damping": damping})
+    # Parameters pass through JAX as float32, so "unchanged" means equal to float32 rounding.
+    np.testing.assert_allclose(damped[:, 0], nominal[:, 0], atol=1e-5)
+    assert np.abs(damped[:, 1] - nominal[:, 1]).max() > 0.05
+    armature = np.tile(robot.model.dof_armature, (n, 1))
+    only_armature = _run(backend, robot, targets, {"dof_armature": armature})
+    np.testing.assert_allclose(only_armature, nominal, atol=1e-5)  # the damping of the previous call is gone
+    np.testing.assert_array_equal(_run(backend, robot, targets), nominal)

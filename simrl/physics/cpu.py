@@ -35,7 +35,7 @@ class CpuBackend:
         # nthread=0 runs on the calling thread: a pool of one only adds hand-offs.
         self._rollout = mujoco.rollout.Rollout(nthread=threads if threads > 1 else 0)
         self._datas = [mujoco.MjData(model) for _ in range(max(threads, 1))]
-        self._models = [model] * num_worlds
+        self._shared_models = [model] * num_worlds
         self._model_copies: list[mujoco.MjModel] | None = None
         self._applied: dict[str, np.ndarray] = {}
 
@@ -58,9 +58,10 @@ class CpuBackend:
 
     def _apply_params(self, params: dict[str, np.ndarray]) -> None:
         """Write per-world fields into per-world model copies, touching only worlds that changed."""
-        if self._model_copies is None:
+        if self._model_copies is None or set(params) != set(self._applied):
+            # A different set of fields: start again from the nominal model so no stale field survives.
             self._model_copies = [copy.copy(self.model) for _ in range(self.num_worlds)]
-            self._models = self._model_copies
+            self._applied = {}
         changed = np.zeros(self.num_worlds, dtype=bool)
         for name, value in params.items():
             previous = self._applied.get(name)
@@ -74,13 +75,15 @@ class CpuBackend:
         self._applied = {name: value.copy() for name, value in params.items()}
 
     def _host_step(self, param_names: tuple[str, ...], qpos: np.ndarray, qvel: np.ndarray, ctrl: np.ndarray, *param_values: np.ndarray):
+        models = self._shared_models
         if param_names:
             self._apply_params({n: np.asarray(v, dtype=np.float64) for n, v in zip(param_names, param_values)})
+            models = self._model_copies
         self._initial[:, self._qpos] = qpos
         self._initial[:, self._qvel] = qvel
         self._control[...] = ctrl[:, None, :]
         self._rollout.rollout(
-            self._models,
+            models,
             self._datas,
             self._initial,
             self._control,
