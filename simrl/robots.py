@@ -90,10 +90,14 @@ class Robot:
         return len(self.config.arm_joints)
 
     @property
+    def arm_joint_ids(self) -> list[int]:
+        """MuJoCo joint ids of the arm joints, base to tip."""
+        return [self.model.joint(j).id for j in self.config.arm_joints]
+
+    @property
     def arm_ranges(self) -> np.ndarray:
         """(n_arm, 2) joint limits of the arm joints."""
-        ids = [self.model.joint(j).id for j in self.config.arm_joints]
-        return self.model.jnt_range[ids].copy()
+        return self.model.jnt_range[self.arm_joint_ids].copy()
 
     @property
     def ctrl_ranges(self) -> np.ndarray:

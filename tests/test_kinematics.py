@@ -11,8 +11,7 @@ from simrl.robots import Robot
 
 
 def _chain(robot: Robot) -> KinematicChain:
-    ids = [robot.model.joint(j).id for j in robot.config.arm_joints]
-    return KinematicChain.from_model(robot.model, robot.ee_site_id, ids)
+    return KinematicChain.from_model(robot.model, robot.ee_site_id, robot.arm_joint_ids)
 
 
 def test_fk_and_jacobian_match_mujoco(robot: Robot) -> None:

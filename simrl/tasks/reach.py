@@ -69,11 +69,10 @@ class ReachTask:
 
     @classmethod
     def for_robot(cls, robot: Robot, config: ReachConfig) -> "ReachTask":
-        arm_joint_ids = [robot.model.joint(j).id for j in robot.config.arm_joints]
         scale = robot.config.action_scale
         return cls(
             config=config,
-            chain=KinematicChain.from_model(robot.model, robot.ee_site_id, arm_joint_ids),
+            chain=KinematicChain.from_model(robot.model, robot.ee_site_id, robot.arm_joint_ids),
             joint_low=robot.arm_ranges[:, 0],
             joint_high=robot.arm_ranges[:, 1],
             home=robot.home_qpos[robot.arm_qpos_adr],
@@ -91,7 +90,7 @@ class ReachTask:
         return self.n_arm if self.config.action_space == "joint_delta" else 3
 
     def observation_layout(self) -> list[tuple[str, int]]:
-        """Names and sizes of the observation's parts, in order (also exported with the policy)."""
+        """Names and sizes of the observation's parts, in order."""
         n = self.n_arm
         return [
             ("joint_pos", n),
