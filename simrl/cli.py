@@ -75,7 +75,7 @@ def bench_env_command(
     backend: str = typer.Option("cpu", "--backend", help="Physics backend: auto, cpu or mjx."),
     mjx_impl: str = typer.Option("jax", "--mjx-impl", help="MJX implementation when --backend mjx: jax or warp."),
     steps: int = typer.Option(50, "--steps", min=1, help="Control steps per measurement."),
-    repeats: int = typer.Option(3, "--repeats", min=1, help="Alternating env/raw measurements; medians are reported."),
+    repeats: int = typer.Option(5, "--repeats", min=1, help="Alternating env/raw measurements; medians are reported."),
     seed: int = typer.Option(0, "--seed", help="Seed of the random actions."),
     as_json: bool = typer.Option(False, "--json", help="Print the figures as JSON."),
 ) -> None:
