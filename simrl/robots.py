@@ -114,7 +114,7 @@ class Robot:
         data = mujoco.MjData(self.model)
         rng = np.random.default_rng(0)
         lo, hi = self.arm_ranges.T
-        first_joint = self.model.joint(self.config.arm_joints[0]).id
+        first_joint = self.arm_joint_ids[0]
         best = 0.0
         for q in rng.uniform(lo, hi, size=(20_000, self.n_arm)):
             data.qpos[:] = self.home_qpos
