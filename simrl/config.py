@@ -20,9 +20,9 @@ ModelT = TypeVar("ModelT", bound=pydantic.BaseModel)
 
 
 class StrictModel(pydantic.BaseModel):
-    """Base for config models: unknown keys are errors, values are immutable."""
+    """Base for config models: unknown keys are errors, values are immutable, NaN and inf are refused."""
 
-    model_config = pydantic.ConfigDict(extra="forbid", frozen=True)
+    model_config = pydantic.ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 def read_yaml(path: Path) -> Any:

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,6 +12,7 @@ import yaml
 from simrl.errors import SimrlError
 from simrl.paths import data_dir
 from simrl.robots import available_robots, load_robot
+from tests.cli import run_simrl
 
 
 def _edited_copy(tmp_path: Path, edit) -> Path:
@@ -69,24 +68,20 @@ def test_broken_mjcf_is_reported(tmp_path: Path) -> None:
         load_robot(folder)
 
 
-def _cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "simrl", *args], capture_output=True, text=True, timeout=600)
-
-
 def test_cli_error_is_one_line_exit_2_no_traceback() -> None:
-    result = _cli("bench", "env", "--robot", "so100", "--envs", "8")
+    result = run_simrl("bench", "env", "--robot", "so100", "--envs", "8")
     assert result.returncode == 2
     assert result.stderr.strip() == "error: unknown robot 'so100' (did you mean 'so101'?); available: fr3, openarm, so101"
     assert "Traceback" not in result.stderr + result.stdout
 
 
 def test_cli_debug_shows_the_traceback() -> None:
-    result = _cli("--debug", "bench", "env", "--robot", "so100")
+    result = run_simrl("--debug", "bench", "env", "--robot", "so100")
     assert result.returncode != 0 and "Traceback" in result.stderr
 
 
 def test_cli_robots_json() -> None:
-    result = _cli("robots", "--json")
+    result = run_simrl("robots", "--json")
     assert result.returncode == 0, result.stderr
     rows = {row["name"]: row for row in json.loads(result.stdout)}
     assert rows["so101"]["arm_dof"] == 5 and rows["openarm"]["arm_dof"] == 7 and rows["fr3"]["arm_dof"] == 7
@@ -95,7 +90,7 @@ def test_cli_robots_json() -> None:
 
 
 def test_cli_bench_env_json_reports_both_rates() -> None:
-    result = _cli("bench", "env", "--robot", "so101", "--envs", "32", "--steps", "10", "--repeats", "1", "--json")
+    result = run_simrl("bench", "env", "--robot", "so101", "--envs", "32", "--steps", "10", "--repeats", "1", "--json")
     assert result.returncode == 0, result.stderr
     figures = json.loads(result.stdout)
     assert figures["env_steps_per_s"] > 0 and figures["raw_rollout_steps_per_s"] > 0

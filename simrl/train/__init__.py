@@ -1,0 +1,6 @@
+"""Learning: PPO and SAC written in JAX (one jitted function per iteration), and the runner around them.
+
+The split follows rsl_rl: an algorithm (``ppo.py``, ``sac.py``) knows how to
+turn env steps into parameter updates; the runner (``runner.py``) owns the run
+directory, logging, checkpoints, evaluation and the user's Ctrl-C.
+"""

@@ -1,0 +1,32 @@
+"""Settings for training runs that compile and finish in seconds (the learning itself is tested elsewhere)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from simrl.paths import data_dir
+
+TINY_RECIPE = {
+    "num_envs": 16,
+    "total_steps": 16 * 4 * 6,
+    "eval_every": 3,
+    "eval_episodes": 8,
+    "checkpoint_every": 2,
+    "ppo": {"rollout_steps": 4, "epochs": 1, "minibatches": 2, "hidden_sizes": [16]},
+}
+
+
+def write_tiny_recipe(folder: Path, **changes) -> Path:
+    path = folder / "tiny.yaml"
+    path.write_text(yaml.safe_dump({**TINY_RECIPE, **changes}))
+    return path
+
+
+def write_short_episodes(folder: Path) -> Path:
+    """The shipped task settings with 8-step episodes, so a few iterations finish episodes."""
+    settings = yaml.safe_load((data_dir("rewards") / "reach.yaml").read_text())
+    path = folder / "reach-short.yaml"
+    path.write_text(yaml.safe_dump({**settings, "episode_steps": 8}))
+    return path
