@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.simrl-installed
 
-.PHONY: setup test test-slow bench clean
+.PHONY: setup train test test-slow bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -16,6 +16,11 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
+# The first thing to try: train PPO on SO-101 reach with the recipe's defaults, then evaluate it on 200 new goals.
+train: $(STAMP)
+	$(BIN)/simrl train reach --robot so101
+	$(BIN)/simrl eval "$$(ls -td runs/so101-reach-* | head -1)" --episodes 200
+
 # The default test suite: fast tests only (under 15 minutes on 2 cores).
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
@@ -24,7 +29,7 @@ test: $(STAMP)
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -q -m slow
 
-# The main job until training lands: env throughput against raw mujoco.rollout.
+# Env throughput against raw mujoco.rollout.
 bench: $(STAMP)
 	$(BIN)/simrl bench env --robot so101 --envs 4096 --backend cpu
 

@@ -31,8 +31,8 @@ app.add_typer(train_app, name="train")
 
 _CLOCK_START = time.perf_counter()  # "wall-clock including compilation" counts from here
 
-stdout = Console()
-stderr = Console(stderr=True)
+stdout = Console(soft_wrap=True)
+stderr = Console(stderr=True, soft_wrap=True)
 
 
 @app.callback()
@@ -157,9 +157,9 @@ def train_reach_command(
     result = runner.train(clock_start=_CLOCK_START, resume=resume is not None)
     if as_json:
         print(json.dumps(result.to_dict(), indent=2))
+    rate = f"{result.train_env_steps_per_s:,.0f} steps/s while training, " if result.train_env_steps_per_s else ""
     console.print(
-        f"{result.stop_reason}: {result.env_steps:,} env steps in {result.wall_time_s:.1f} s "
-        f"({result.train_env_steps_per_s:,.0f} steps/s while training, compile {result.compile_s:.1f} s)",
+        f"{result.stop_reason}: {result.env_steps:,} env steps in {result.wall_time_s:.1f} s ({rate}compile {result.compile_s:.1f} s)",
         highlight=False,
     )
     if result.final_eval:

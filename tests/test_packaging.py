@@ -17,11 +17,15 @@ def test_wheel_ships_data_and_finds_it(tmp_path: Path) -> None:
     zipfile.ZipFile(wheel).extractall(site)
     assert (site / "simrl/_data/robots/so101/robot.xml").is_file()
     assert (site / "simrl/_data/rewards/reach.yaml").is_file()
+    assert (site / "simrl/_data/recipes/reach-so101-ppo.yaml").is_file()
     # Run from an unrelated folder with only the unpacked wheel on the path: no clone to fall back on.
-    probe = "from simrl.paths import data_dir; from simrl.robots import load_robot; print(data_dir('robots')); print(load_robot('fr3').n_arm)"
+    probe = (
+        "from simrl.paths import data_dir; from simrl.robots import load_robot; from simrl.train.config import recipe_path; "
+        "print(data_dir('robots')); print(load_robot('fr3').n_arm); print(recipe_path('reach', 'fr3', 'sac').is_file())"
+    )
     result = subprocess.run(
         [sys.executable, "-c", probe], cwd=tmp_path, env={"PYTHONPATH": str(site), "PATH": "/usr/bin:/bin"}, capture_output=True, text=True
     )
     assert result.returncode == 0, result.stderr
-    folder, n_arm = result.stdout.split()
-    assert Path(folder) == site / "simrl/_data/robots" and n_arm == "7"
+    folder, n_arm, has_recipe = result.stdout.split()
+    assert Path(folder) == site / "simrl/_data/robots" and n_arm == "7" and has_recipe == "True"

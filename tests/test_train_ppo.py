@@ -60,3 +60,14 @@ def test_ppo_learns_to_steer_a_point_to_its_goal():
     assert int(agent.iteration) == iterations
     for tag in ("loss/policy", "loss/value", "train/approx_kl", "train/clip_fraction", "train/explained_variance", "train/entropy"):
         assert np.isfinite(float(stats[tag])), tag
+
+
+def test_the_kl_adaptive_rate_moves_within_its_bounds():
+    env = PointEnv(32)
+    config = PPOConfig(rollout_steps=10, epochs=4, minibatches=2, hidden_sizes=(16,), lr_schedule="adaptive_kl", learning_rate=1e-2, desired_kl=1e-5)
+    algo = PPO(env, config, total_iterations=3)
+    agent, env_state = algo.init(jax.random.key(0)), env.reset(jax.random.key(1))
+    agent, env_state, stats = jax.jit(algo.iteration)(agent, env_state, jax.random.key(2))
+    # a tiny desired KL is exceeded by every epoch: the rate falls by 1.5 per epoch, clamped at 1e-5
+    assert float(stats["train/approx_kl"]) > 2e-5
+    assert float(agent.learning_rate) == pytest.approx(max(1e-2 / 1.5**4, 1e-5), rel=1e-5)

@@ -59,8 +59,9 @@ def test_a_run_writes_its_directory_and_the_listed_tensorboard_tags(tmp_path, ti
     assert hparams_plugin, "no HParams summary"
 
 
-def test_checkpoint_round_trip_gives_identical_actions(tmp_path, tiny_recipe):
-    runner = start(tmp_path, tiny_recipe)
+@pytest.mark.parametrize("algo", ["ppo", "sac"])
+def test_checkpoint_round_trip_gives_identical_actions(tmp_path, tiny_recipe, algo):
+    runner = start(tmp_path, tiny_recipe, algo=algo)
     runner.train()
     run = runner.run_dir
     template = {"agent": runner.algo.init(jax.random.key(99)), "key": jax.random.key(99)}
@@ -124,3 +125,14 @@ def test_a_nan_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path, tiny_r
     restored, meta = load_checkpoint(runner.run_dir.checkpoint_file, template)
     assert meta["iteration"] == 2
     assert all(np.all(np.isfinite(x)) for x in jax.tree_util.tree_leaves(restored["agent"]))
+
+
+def test_the_same_seed_trains_the_same_policy_on_the_cpu_backend(tmp_path, tiny_recipe):
+    policies = []
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        runner = start(tmp_path / name, tiny_recipe, total_steps=16 * 4 * 3)
+        runner.train()
+        policies.append(load_policy(runner.run_dir.policy_file)[0])
+    for a, b in zip(jax.tree_util.tree_leaves(policies[0]), jax.tree_util.tree_leaves(policies[1])):
+        np.testing.assert_array_equal(a, b)

@@ -15,6 +15,7 @@ TINY_RECIPE = {
     "eval_episodes": 8,
     "checkpoint_every": 2,
     "ppo": {"rollout_steps": 4, "epochs": 1, "minibatches": 2, "hidden_sizes": [16]},
+    "sac": {"steps_per_iteration": 4, "updates_per_iteration": 2, "batch_size": 32, "buffer_size": 1024, "warmup_steps": 4, "hidden_sizes": [16]},
 }
 
 

@@ -37,7 +37,7 @@ class PPOConfig(StrictModel):
     """PPO hyperparameters (the ``ppo:`` section of a recipe)."""
 
     rollout_steps: int = pydantic.Field(16, ge=1, le=10_000, description="env steps per env per iteration")
-    epochs: int = pydantic.Field(8, ge=1, le=100)
+    epochs: int = pydantic.Field(4, ge=1, le=100)
     minibatches: int = pydantic.Field(8, ge=1, le=1024)
     learning_rate: float = pydantic.Field(1e-3, gt=0, le=1.0)
     lr_schedule: Literal["linear", "constant", "adaptive_kl"] = "linear"

@@ -75,7 +75,7 @@ class TrainResult:
     env_steps: int
     wall_time_s: float
     compile_s: float
-    train_env_steps_per_s: float  # iterations only: evaluation, checkpoints and compilation excluded
+    train_env_steps_per_s: float | None  # iterations only: evaluation, checkpoints and compilation excluded
     final_eval: dict[str, Any] | None
     first_target_eval: dict[str, Any] | None  # the first evaluation at or above stop_at_success / 95 %
 
@@ -249,7 +249,7 @@ class Runner:
             env_steps=env_steps,
             wall_time_s=wall(),
             compile_s=compile_s,
-            train_env_steps_per_s=train_steps / train_time if train_time > 0 else float("nan"),
+            train_env_steps_per_s=train_steps / train_time if train_time > 0 else None,
             final_eval=final_eval.to_dict() if final_eval else None,
             first_target_eval=first_target,
         )
