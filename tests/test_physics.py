@@ -6,11 +6,12 @@ import functools
 
 import jax
 import jax.numpy as jnp
+import mujoco
 import numpy as np
 import pytest
 
 from simrl.errors import SimrlError
-from simrl.physics import PhysicsState, make_backend, resolve_backend
+from simrl.physics import PhysicsState, delayed_controls, make_backend, resolve_backend
 from simrl.robots import Robot, load_robot
 
 
@@ -20,15 +21,19 @@ FAST_COMPILE = {"xla_cpu_use_fusion_emitters": False, "xla_backend_optimization_
 
 
 def _run(backend, robot: Robot, targets: np.ndarray, params=None) -> np.ndarray:
-    """Step from home holding each row of ``targets`` (T, N, n_arm) for one control step; qpos (T, N, nq)."""
+    """Step from home with each row of ``targets`` for one control step; qpos (T, N, nq).
+
+    ``targets`` is (T, N, n_arm), held for the whole control step, or
+    (T, N, substeps, n_arm), one per substep.
+    """
     n = targets.shape[1]
-    ctrl0 = jnp.tile(jnp.asarray(robot.home_ctrl, jnp.float32), (n, 1))
+    home_ctrl = jnp.asarray(robot.home_ctrl, jnp.float32)
     state = PhysicsState(jnp.tile(jnp.asarray(robot.home_qpos, jnp.float32), (n, 1)), jnp.zeros((n, robot.model.nv), jnp.float32))
 
     @functools.partial(jax.jit, compiler_options=FAST_COMPILE)
     def rollout(state, targets):
         def body(state, target):
-            ctrl = ctrl0.at[:, robot.arm_actuators].set(target)
+            ctrl = jnp.broadcast_to(home_ctrl, (*target.shape[:-1], robot.model.nu)).at[..., robot.arm_actuators].set(target)
             out = backend.step(state, ctrl, params)
             return out.state, out.state.qpos
 
@@ -42,6 +47,14 @@ def _random_targets(robot: Robot, steps: int, n: int, seed: int) -> np.ndarray:
     home = robot.home_qpos[robot.arm_qpos_adr]
     walk = np.cumsum(rng.uniform(-0.02, 0.02, (steps, n, robot.n_arm)), axis=0)
     return np.clip(home + walk, *robot.arm_ranges.T)
+
+
+def _latency_targets(robot: Robot, steps: int, n: int, seed: int) -> np.ndarray:
+    """A random walk of targets (T, N, substeps, n_arm), each arriving a random number of substeps late."""
+    targets = _random_targets(robot, steps + 1, n, seed)
+    delays = np.random.default_rng(seed).integers(0, robot.substeps + 1, (steps, n))
+    flat = delayed_controls(targets[:-1].reshape(steps * n, -1), targets[1:].reshape(steps * n, -1), delays.reshape(-1), robot.substeps)
+    return np.asarray(flat).reshape(steps, n, robot.substeps, robot.n_arm)
 
 
 def test_cpu_and_mjx_agree_after_50_control_steps(robot: Robot) -> None:
@@ -66,6 +79,16 @@ def test_per_world_parameters_apply_identically_on_both_backends() -> None:
     mjx = _run(make_backend("mjx", robot.model, robot.substeps, n), robot, targets, params)
     travel = np.abs(cpu[2] - robot.home_qpos)[:, robot.arm_qpos_adr].sum(axis=1)
     assert travel[0] < 0.8 * travel[1], "higher damping must slow the first world down"
+    assert np.abs(cpu - mjx).max() < 1e-3
+
+
+def test_cpu_and_mjx_agree_with_per_substep_controls() -> None:
+    """The mjx scan over substeps feeds the controls in the same order as mujoco.rollout."""
+    robot = load_robot("so101")
+    targets = _latency_targets(robot, 20, 2, seed=5)
+    cpu = _run(make_backend("cpu", robot.model, robot.substeps, 2), robot, targets)
+    mjx = _run(make_backend("mjx", robot.model, robot.substeps, 2), robot, targets)
+    assert np.abs(cpu[-1] - robot.home_qpos).max() > 0.05, "the test must move the arm to mean anything"
     assert np.abs(cpu - mjx).max() < 1e-3
 
 
@@ -111,3 +134,63 @@ def test_cpu_backend_parameters_follow_each_call() -> None:
     only_armature = _run(backend, robot, targets, {"dof_armature": armature})
     np.testing.assert_allclose(only_armature, nominal, atol=1e-5)  # the damping of the previous call is gone
     np.testing.assert_array_equal(_run(backend, robot, targets), nominal)
+
+
+def test_per_substep_controls_equal_to_held_ones_change_nothing() -> None:
+    """The 3-D path fills the same rollout buffer the 2-D path broadcasts into."""
+    robot = load_robot("so101")
+    targets = _random_targets(robot, 10, 2, seed=6)
+    backend = make_backend("cpu", robot.model, robot.substeps, 2)
+    per_substep = np.repeat(targets[:, :, None], robot.substeps, axis=2)
+    np.testing.assert_array_equal(_run(backend, robot, per_substep), _run(backend, robot, targets))
+
+
+def test_delayed_controls_switch_after_the_delay() -> None:
+    rng = np.random.default_rng(7)
+    previous, new = rng.normal(size=(2, 3, 4)).astype(np.float32)
+    substeps = 5
+    build = jax.jit(delayed_controls, static_argnums=3)
+    np.testing.assert_array_equal(build(previous, new, np.zeros(3, np.int32), substeps), np.repeat(new[:, None], substeps, axis=1))
+    np.testing.assert_array_equal(build(previous, new, np.full(3, substeps), substeps), np.repeat(previous[:, None], substeps, axis=1))
+    ctrl = np.asarray(build(previous, new, np.array([0, 2, 5]), substeps))
+    assert ctrl.shape == (3, substeps, 4)
+    for world, delay in enumerate([0, 2, 5]):
+        np.testing.assert_array_equal(ctrl[world, :delay], np.repeat(previous[world][None], delay, axis=0))
+        np.testing.assert_array_equal(ctrl[world, delay:], np.repeat(new[world][None], substeps - delay, axis=0))
+
+
+def test_per_substep_controls_apply_in_substep_order() -> None:
+    """A command half a control period late matches plain mj_step fed the same controls, substep by substep."""
+    robot = load_robot("so101")
+    n, substeps = 2, robot.substeps
+    backend = make_backend("cpu", robot.model, substeps, n)
+    state = PhysicsState(jnp.tile(jnp.asarray(robot.home_qpos, jnp.float32), (n, 1)), jnp.zeros((n, robot.model.nv), jnp.float32))
+    hold = jnp.tile(jnp.asarray(robot.home_ctrl, jnp.float32), (n, 1))
+    move = hold.at[:, robot.arm_actuators].add(0.3)
+    late = delayed_controls(hold, move, jnp.array([substeps // 2, 0]), substeps)
+    out = backend.step(state, late)
+    held, moved = backend.step(state, hold), backend.step(state, move)
+
+    data = mujoco.MjData(robot.model)
+    data.qpos[:] = np.asarray(state.qpos[0])
+    for ctrl in np.asarray(late[0]):
+        data.ctrl[:] = ctrl
+        mujoco.mj_step(robot.model, data)
+    np.testing.assert_array_equal(out.state.qpos[0], data.qpos.astype(np.float32))
+    np.testing.assert_array_equal(out.state.qvel[0], data.qvel.astype(np.float32))
+    np.testing.assert_array_equal(out.sensordata[0], data.sensordata.astype(np.float32))
+    assert np.abs(out.state.qpos[0] - held.state.qpos[0]).max() > 1e-3, "the second half must apply the new command"
+    assert np.abs(out.state.qpos[0] - moved.state.qpos[0]).max() > 1e-3, "the first half must apply the previous command"
+    np.testing.assert_array_equal(out.state.qpos[1], moved.state.qpos[1])  # the delay is per world: none in world 1
+
+
+@pytest.mark.parametrize("backend_name", ["cpu", "mjx"])
+def test_wrong_ctrl_shape_is_refused(backend_name: str) -> None:
+    robot = load_robot("so101")
+    nu, substeps = robot.model.nu, robot.substeps
+    backend = make_backend(backend_name, robot.model, substeps, 2)
+    state = PhysicsState(jnp.zeros((2, robot.model.nq)), jnp.zeros((2, robot.model.nv)))
+    expected = rf"expected \(2, {nu}\) \(held for every substep\) or \(2, {substeps}, {nu}\) \(one per substep\)"
+    for shape in [(3, nu), (2, nu + 1), (2, substeps + 1, nu), (2, 1, nu), (nu,)]:
+        with pytest.raises(SimrlError, match=rf"ctrl has shape \({', '.join(map(str, shape))},?\), {expected}"):
+            backend.step(state, jnp.zeros(shape))

@@ -6,11 +6,11 @@ import jax
 import mujoco
 
 from simrl.errors import SimrlError
-from simrl.physics.base import PER_WORLD_FIELDS, Backend, ModelParams, PhysicsState, StepOutput
+from simrl.physics.base import PER_WORLD_FIELDS, Backend, ModelParams, PhysicsState, StepOutput, delayed_controls
 
 BACKENDS = ("auto", "cpu", "mjx")
 
-__all__ = ["BACKENDS", "PER_WORLD_FIELDS", "Backend", "ModelParams", "PhysicsState", "StepOutput", "make_backend", "resolve_backend"]
+__all__ = ["BACKENDS", "PER_WORLD_FIELDS", "Backend", "ModelParams", "PhysicsState", "StepOutput", "delayed_controls", "make_backend", "resolve_backend"]
 
 
 def resolve_backend(name: str) -> str:

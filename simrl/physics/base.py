@@ -8,12 +8,18 @@ states from different backends are interchangeable and comparable.
 Per-world model parameters (for domain randomization) are passed as a mapping
 from an MjModel field name to an array with a leading world axis, e.g.
 ``{"dof_damping": (N, nv)}``; ``"opt.gravity"`` reaches into the options.
+
+Controls come either as ``(N, nu)``, held for every substep of the control
+step, or as ``(N, substeps, nu)``, one per substep. The second form models
+actuation latency finer than a control period: ``delayed_controls`` builds it so
+that the previous command still acts for the first few substeps.
 """
 
 from __future__ import annotations
 
 from typing import Any, Mapping, NamedTuple, Protocol
 
+import jax.numpy as jnp
 import mujoco
 import numpy as np
 
@@ -59,14 +65,19 @@ class StepOutput(NamedTuple):
 
 
 class Backend(Protocol):
-    """Steps a batch of worlds; ``step`` is traceable by ``jax.jit``."""
+    """Steps a batch of worlds; ``step`` is traceable by ``jax.jit``.
+
+    ``ctrl`` is ``(N, nu)``, held for all ``substeps`` physics steps, or
+    ``(N, substeps, nu)``, where substep ``i`` applies ``ctrl[:, i]``. Any other
+    shape raises ``SimrlError``.
+    """
 
     name: str
     num_worlds: int
     substeps: int
 
     def step(self, state: PhysicsState, ctrl: Array, params: ModelParams | None = None) -> StepOutput:
-        """Advance every world by ``substeps`` physics steps holding ``ctrl`` (N, nu)."""
+        """Advance every world by ``substeps`` physics steps under ``ctrl`` (N, nu) or (N, substeps, nu)."""
         ...
 
 
@@ -76,6 +87,33 @@ def model_field(model: Any, name: str) -> Any:
     for part in name.split("."):
         value = getattr(value, part)
     return value
+
+
+def check_ctrl(ctrl: Array, num_worlds: int, substeps: int, nu: int) -> bool:
+    """Refuse a control shape the contract does not allow; True when it gives one control per substep.
+
+    Without the check a wrong shape fails deep inside the physics (or, on the
+    ``cpu`` backend, broadcasts silently into the rollout buffer).
+    """
+    shape = tuple(np.shape(ctrl))
+    held, per_substep = (num_worlds, nu), (num_worlds, substeps, nu)
+    if shape not in (held, per_substep):
+        raise SimrlError(f"ctrl has shape {shape}, expected {held} (held for every substep) or {per_substep} (one per substep)")
+    return shape == per_substep
+
+
+def delayed_controls(previous_ctrl: Array, new_ctrl: Array, delay_substeps: Array, substeps: int) -> Array:
+    """Per-substep controls (N, substeps, nu) for a command that reaches the actuators late.
+
+    Substep ``i`` of world ``w`` still applies ``previous_ctrl[w]`` while
+    ``i < delay_substeps[w]`` and ``new_ctrl[w]`` from then on, so a delay of 0
+    is no latency and a delay of ``substeps`` keeps the previous command for the
+    whole control step. ``delay_substeps`` is an int array (N,). Jittable with
+    ``substeps`` static, so the delay can be drawn per world inside the
+    training loop.
+    """
+    late = jnp.arange(substeps)[None, :] < jnp.asarray(delay_substeps)[:, None]
+    return jnp.where(late[:, :, None], jnp.asarray(previous_ctrl)[:, None, :], jnp.asarray(new_ctrl)[:, None, :])
 
 
 def check_params(model: mujoco.MjModel, params: ModelParams, num_worlds: int) -> None:

@@ -19,7 +19,7 @@ import mujoco
 import mujoco.rollout
 import numpy as np
 
-from simrl.physics.base import Array, ModelParams, PhysicsState, StepOutput, check_params, model_field
+from simrl.physics.base import Array, ModelParams, PhysicsState, StepOutput, check_ctrl, check_params, model_field
 
 
 class CpuBackend:
@@ -81,7 +81,8 @@ class CpuBackend:
             models = self._model_copies
         self._initial[:, self._qpos] = qpos
         self._initial[:, self._qvel] = qvel
-        self._control[...] = ctrl[:, None, :]
+        # The rollout takes one control per substep: a 2-D ctrl is broadcast over them.
+        self._control[...] = ctrl if ctrl.ndim == 3 else ctrl[:, None, :]
         self._rollout.rollout(
             models,
             self._datas,
@@ -102,6 +103,7 @@ class CpuBackend:
         )
 
     def step(self, state: PhysicsState, ctrl: Array, params: ModelParams | None = None) -> StepOutput:
+        check_ctrl(ctrl, self.num_worlds, self.substeps, self.model.nu)
         params = dict(params or {})
         if params:
             check_params(self.model, params, self.num_worlds)

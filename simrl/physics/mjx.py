@@ -21,7 +21,7 @@ with contextlib.redirect_stdout(io.StringIO()):
     from mujoco import mjx
 
 from simrl.errors import SimrlError
-from simrl.physics.base import Array, ModelParams, PhysicsState, StepOutput, check_params
+from simrl.physics.base import Array, ModelParams, PhysicsState, StepOutput, check_ctrl, check_params
 
 MJX_IMPLS = ("jax", "warp")
 
@@ -53,6 +53,7 @@ class MjxBackend:
         return batched, in_axes
 
     def step(self, state: PhysicsState, ctrl: Array, params: ModelParams | None = None) -> StepOutput:
+        per_substep = check_ctrl(ctrl, self.num_worlds, self.substeps, self.model.nu)
         params = dict(params or {})
         if params:
             check_params(self.model, params, self.num_worlds)
@@ -60,8 +61,13 @@ class MjxBackend:
         dtype = state.qpos.dtype
 
         def one_world(m: Any, qpos: Array, qvel: Array, ctrl: Array) -> tuple[Array, Array, Array]:
-            data = self._data0.replace(qpos=qpos, qvel=qvel, ctrl=ctrl)
-            data = jax.lax.fori_loop(0, self.substeps, lambda _, d: mjx.step(m, d), data)
+            if per_substep:
+                # Each substep sets its own control before stepping, as mujoco.rollout does.
+                data = self._data0.replace(qpos=qpos, qvel=qvel, ctrl=ctrl[0])
+                data = jax.lax.scan(lambda d, c: (mjx.step(m, d.replace(ctrl=c)), None), data, ctrl)[0]
+            else:
+                data = self._data0.replace(qpos=qpos, qvel=qvel, ctrl=ctrl)
+                data = jax.lax.fori_loop(0, self.substeps, lambda _, d: mjx.step(m, d), data)
             return data.qpos, data.qvel, data.sensordata
 
         qpos, qvel, sensors = jax.vmap(one_world, in_axes=(model_axes, 0, 0, 0))(model, state.qpos, state.qvel, jnp.asarray(ctrl, dtype))
