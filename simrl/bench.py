@@ -39,6 +39,8 @@ class EnvBenchResult:
     raw_rollout_steps_per_s: float
     ratio: float
     compile_s: float
+    randomized_env_steps_per_s: float | None  # the env under a randomization profile, when asked
+    randomization_cost: float | None  # 1 - randomized / plain env rate
     cpu_count: int
     jax_version: str
     mujoco_version: str
@@ -116,21 +118,32 @@ def _env_timer(env: ReachEnv, steps: int, seed: int) -> tuple[Callable[[], float
     return run, compile_s
 
 
-def bench_env(env: ReachEnv, steps: int = 50, repeats: int = 3, seed: int = 0, progress: Callable[[str], None] | None = None) -> EnvBenchResult:
-    """Measure env and raw-rollout control steps/s, alternating ``repeats`` times; report medians."""
+def bench_env(
+    env: ReachEnv,
+    steps: int = 50,
+    repeats: int = 3,
+    seed: int = 0,
+    progress: Callable[[str], None] | None = None,
+    randomized: ReachEnv | None = None,
+) -> EnvBenchResult:
+    """Measure env and raw-rollout control steps/s (and a ``randomized`` env), alternating ``repeats`` times; report medians."""
     note = progress or (lambda _: None)
     note("compiling the env")
     env_run, compile_s = _env_timer(env, steps, seed)
-    raw_run = _raw_rollout_timer(env.robot, env.num_envs, steps)
-    raw_run()  # warm the thread pool and caches like the env's first call did
-    env_times, raw_times = [], []
+    timers = {"env": env_run, "raw": _raw_rollout_timer(env.robot, env.num_envs, steps)}
+    if randomized is not None:
+        note("compiling the randomized env")
+        timers["randomized"] = _env_timer(randomized, steps, seed)[0]
+    timers["raw"]()  # warm the thread pool and caches like the env's first call did
+    times: dict[str, list[float]] = {name: [] for name in timers}
     for i in range(repeats):
         note(f"measuring {i + 1}/{repeats}")
-        env_times.append(env_run())
-        raw_times.append(raw_run())
+        for name, run in timers.items():
+            times[name].append(run())
     work = env.num_envs * steps
-    env_rate = work / statistics.median(env_times)
-    raw_rate = work / statistics.median(raw_times)
+    rates = {name: work / statistics.median(t) for name, t in times.items()}
+    env_rate, raw_rate = rates["env"], rates["raw"]
+    randomized_rate = rates.get("randomized")
     return EnvBenchResult(
         robot=env.robot.name,
         backend=env.physics.name,
@@ -142,6 +155,8 @@ def bench_env(env: ReachEnv, steps: int = 50, repeats: int = 3, seed: int = 0, p
         raw_rollout_steps_per_s=raw_rate,
         ratio=env_rate / raw_rate,
         compile_s=compile_s,
+        randomized_env_steps_per_s=randomized_rate,
+        randomization_cost=1.0 - randomized_rate / env_rate if randomized_rate else None,
         cpu_count=os.cpu_count() or 1,
         jax_version=jax.__version__,
         mujoco_version=mujoco.__version__,

@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from simrl.errors import SimrlError
+from simrl.randomization.cli import app as randomization_app
 
 app = typer.Typer(
     help="Train robot-arm policies with RL in massively parallel MuJoCo and carry them onto real arms.",
@@ -28,6 +29,7 @@ bench_app = typer.Typer(help="Measure throughput (figures also as --json).", no_
 app.add_typer(bench_app, name="bench")
 train_app = typer.Typer(help="Train a policy with PPO or SAC (see `simrl train reach --help`).", no_args_is_help=True)
 app.add_typer(train_app, name="train")
+app.add_typer(randomization_app, name="randomization")
 
 _CLOCK_START = time.perf_counter()  # "wall-clock including compilation" counts from here
 
@@ -83,18 +85,26 @@ def bench_env_command(
     steps: int = typer.Option(50, "--steps", min=1, help="Control steps per measurement."),
     repeats: int = typer.Option(5, "--repeats", min=1, help="Alternating env/raw measurements; medians are reported."),
     seed: int = typer.Option(0, "--seed", help="Seed of the random actions."),
+    randomization: Optional[str] = typer.Option(
+        None, "--randomization", help="Also measure the env under this profile (e.g. default), side by side with none."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the figures as JSON."),
 ) -> None:
     """Control steps/s of the full reach env (random actions) against raw mujoco.rollout, in one run."""
     from simrl.bench import bench_env
     from simrl.envs import ReachEnv
     from simrl.physics import make_backend
+    from simrl.randomization.profile import resolve_profile
     from simrl.robots import load_robot
 
     arm = load_robot(robot)
-    env = ReachEnv(arm, envs, backend=make_backend(backend, arm.model, arm.substeps, envs, mjx_impl=mjx_impl))
+
+    def env_with(profile):
+        return ReachEnv(arm, envs, backend=make_backend(backend, arm.model, arm.substeps, envs, mjx_impl=mjx_impl), randomization=profile)
+
+    randomized = env_with(resolve_profile(randomization, arm)) if randomization else None
     with stderr.status("benchmarking") as status:
-        result = bench_env(env, steps=steps, repeats=repeats, seed=seed, progress=lambda msg: status.update(msg))
+        result = bench_env(env_with(None), steps=steps, repeats=repeats, seed=seed, progress=lambda msg: status.update(msg), randomized=randomized)
     if as_json:
         print(json.dumps(result.to_dict(), indent=2))
         return
@@ -104,6 +114,9 @@ def bench_env_command(
     table.add_row("simrl env (reach, random actions)", f"{result.env_steps_per_s:,.0f}")
     table.add_row("raw mujoco.rollout", f"{result.raw_rollout_steps_per_s:,.0f}")
     table.add_row("ratio env / raw", f"{result.ratio:.1%}")
+    if result.randomized_env_steps_per_s is not None:
+        table.add_row(f"simrl env, randomization {randomization}", f"{result.randomized_env_steps_per_s:,.0f}")
+        table.add_row("cost of randomization", f"{result.randomization_cost:.1%}")
     stdout.print(table)
     stdout.print(f"compile {result.compile_s:.1f} s, {result.substeps} physics substeps per control step, {result.cpu_count} CPUs")
 
@@ -122,6 +135,9 @@ def train_reach_command(
     seed: Optional[int] = typer.Option(None, "--seed", min=0, help="Seed of network init, exploration and training goals (default 0)."),
     config: Optional[Path] = typer.Option(None, "--config", help="Recipe YAML replacing the shipped experiments/recipes/reach-<robot>-<algo>.yaml."),
     task_config: Optional[Path] = typer.Option(None, "--task-config", help="Reach task settings and reward weights (default rewards/reach.yaml)."),
+    randomization: Optional[str] = typer.Option(
+        None, "--randomization", help="Domain randomization: none (default), default, strong, or a profile .yaml (see `simrl randomization show`)."
+    ),
     resume: Optional[Path] = typer.Option(None, "--resume", help="Continue RUN_DIR from its last checkpoint (--steps / --minutes may extend it)."),
     logdir: Path = typer.Option(Path("runs"), "--logdir", help="Parent folder of run directories (<robot>-reach-<time>)."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show the progress bar."),
@@ -139,19 +155,25 @@ def train_reach_command(
 
     console = stderr  # progress and evaluations on stderr; stdout stays clean for --json
     if resume is not None:
-        given = {"--robot": robot, "--envs": envs, "--algo": algo, "--seed": seed, "--config": config, "--task-config": task_config}
+        given = {
+            "--robot": robot, "--envs": envs, "--algo": algo, "--seed": seed, "--config": config, "--task-config": task_config,
+            "--randomization": randomization,
+        }  # fmt: skip
         clashing = [flag for flag, value in given.items() if value]
         if clashing:
             raise SimrlError(f"--resume continues a run with its saved config; drop {', '.join(clashing)} (only --steps, --minutes, --until-success may change)")
         runner = Runner.reopen(resume, console, progress, total_steps=steps, max_minutes=minutes, stop_at_success=until_success)
     else:
-        overrides = {"num_envs": envs, "total_steps": steps, "max_minutes": minutes, "stop_at_success": until_success, "seed": seed}
+        overrides = {
+            "num_envs": envs, "total_steps": steps, "max_minutes": minutes, "stop_at_success": until_success, "seed": seed,
+            "randomization": randomization,
+        }  # fmt: skip
         train_config = resolve_config("reach", robot or "so101", backend, algo=algo, recipe=config, task_config=task_config, overrides=overrides)
         runner = Runner.start(train_config, logdir, console, progress)
     cfg = runner.config
     console.print(
         f"{'resuming' if resume else 'training'} {cfg.algo.upper()} on {cfg.robot} reach: {cfg.num_envs} envs, {runner.backend} backend, "
-        f"{cfg.total_steps:,} steps -> {runner.run_dir.path}",
+        f"{cfg.total_steps:,} steps, randomization {cfg.randomization} -> {runner.run_dir.path}",
         highlight=False,
     )
     result = runner.train(clock_start=_CLOCK_START, resume=resume is not None)
@@ -182,6 +204,9 @@ def eval_command(
     episodes: int = typer.Option(200, "--episodes", min=1, help="Episodes, each with its own random goal and start pose."),
     seed: int = typer.Option(1, "--seed", min=0, help="Seed of the goals; the same seed gives the same figures."),
     backend: Optional[str] = typer.Option(None, "--backend", help="Physics backend (default: the run's)."),
+    randomization: Optional[str] = typer.Option(
+        None, "--randomization", help="Evaluate under this profile (none, default, strong or a .yaml); default: the one the run trained with."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the figures as JSON."),
 ) -> None:
     """Success X/N of a run's policy over N randomized episodes, with mean and 95th-percentile final distance."""
@@ -193,11 +218,13 @@ def eval_command(
     run = RunDir.open(run_dir)
     config = run.read_config()
     policy, meta = load_policy(run.policy_file)
-    result = Evaluator(make_env(config, episodes, auto_reset=False, backend=backend))(policy, seed)
+    profile = randomization or run.randomization_source(config)
+    result = Evaluator(make_env(config, episodes, auto_reset=False, backend=backend, randomization=profile))(policy, seed)
     if as_json:
-        print(json.dumps({**result.to_dict(), "run_dir": str(run.path), "env_steps_trained": meta.get("env_steps")}, indent=2))
+        extra = {"run_dir": str(run.path), "env_steps_trained": meta.get("env_steps"), "randomization": randomization or config.randomization}
+        print(json.dumps({**result.to_dict(), **extra}, indent=2))
         return
-    stdout.print(result.summary(), highlight=False)
+    stdout.print(f"{result.summary()} [randomization: {randomization or config.randomization}]", highlight=False, markup=False)
 
 
 def main(argv: Optional[list[str]] = None) -> None:

@@ -8,6 +8,8 @@ out-of-range value is reported the same way: file, field, value, what is allowed
 from __future__ import annotations
 
 import difflib
+import types
+import typing
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -45,15 +47,28 @@ def _field_path(loc: tuple[Any, ...]) -> str:
     return ".".join(str(part) for part in loc) or "(top level)"
 
 
+def _unwrap(annotation: Any) -> Any:
+    """The model class or ``dict[...]`` inside ``Optional[...]`` / ``Union[...]`` (else the annotation)."""
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        for arg in typing.get_args(annotation):
+            if typing.get_origin(arg) is dict or (isinstance(arg, type) and issubclass(arg, pydantic.BaseModel)):
+                return arg
+    return annotation
+
+
 def _allowed_keys(model: type[pydantic.BaseModel], loc: tuple[Any, ...]) -> list[str]:
-    """Names of the fields valid next to the unknown key at ``loc`` (best effort)."""
+    """Names of the fields valid next to the unknown key at ``loc``, through optional fields and dicts of models."""
     current: Any = model
     for part in loc[:-1]:
+        current = _unwrap(current)
+        if typing.get_origin(current) is dict:
+            current = typing.get_args(current)[1]  # ``part`` is a key of the dict
+            continue
         fields = getattr(current, "model_fields", None)
         if fields is None or part not in fields:
             return []
         current = fields[part].annotation
-    fields = getattr(current, "model_fields", None)
+    fields = getattr(_unwrap(current), "model_fields", None)
     return sorted(fields) if fields else []
 
 

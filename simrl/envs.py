@@ -30,6 +30,9 @@ import numpy as np
 
 from simrl.errors import SimrlError
 from simrl.physics import Backend, PhysicsState, make_backend
+from simrl.physics.base import delayed_controls
+from simrl.randomization.profile import ResolvedProfile
+from simrl.randomization.sampler import Domain, DomainSampler, joint_values, max_latency_steps
 from simrl.robots import Robot, load_robot
 from simrl.tasks.reach import ReachConfig, ReachState, ReachTask, load_reach_config
 
@@ -49,7 +52,9 @@ class State:
     step_count: jax.Array  # (N,) int32, steps taken in the current episode
     episode_return: jax.Array  # (N,) running return of the current episode
     metrics: dict[str, jax.Array]  # (N,) each
-    key: jax.Array  # PRNG key for resets
+    key: jax.Array  # PRNG key for resets and per-step noise
+    domain: Domain  # this episode's randomized physics, timing and sensor values per world
+    ctrl_history: jax.Array  # (N, H, nu) commands sent, newest first (H = 0 without latency)
 
 
 class ReachEnv:
@@ -62,6 +67,7 @@ class ReachEnv:
         backend: str | Backend = "auto",
         task_config: ReachConfig | None = None,
         auto_reset: bool = True,
+        randomization: ResolvedProfile | None = None,
     ):
         self.robot = robot if isinstance(robot, Robot) else load_robot(robot)
         self.num_envs = num_envs
@@ -74,6 +80,11 @@ class ReachEnv:
         self.auto_reset = auto_reset
         self._home_qpos = jnp.asarray(self.robot.home_qpos, jnp.float32)
         self._home_ctrl = jnp.asarray(self.robot.home_ctrl, jnp.float32)
+        self.randomization = randomization
+        self.domain = DomainSampler(self.robot, randomization)
+        has_latency = randomization is not None and any(randomization.get(k) for k in ("latency_steps", "latency_substeps"))
+        # newest command first; a latency of L periods plus a fraction needs commands t-L and t-L-1
+        self._history = max_latency_steps(randomization) + 2 if has_latency else 0
 
     @property
     def observation_size(self) -> int:
@@ -86,24 +97,77 @@ class ReachEnv:
     def _arm(self, qpos: jax.Array, qvel: jax.Array) -> tuple[jax.Array, jax.Array]:
         return qpos[:, self.robot.arm_qpos_adr], qvel[:, self.robot.arm_dof_adr]
 
-    def _fresh(self, key: jax.Array) -> tuple[PhysicsState, ReachState, jax.Array, jax.Array]:
-        """New episodes for every env: start pose near home, goal in the workspace box."""
+    def _fresh(self, key: jax.Array) -> tuple[PhysicsState, ReachState, jax.Array, jax.Array, Domain, jax.Array]:
+        """New episodes for every env: a fresh domain, start pose near home, goal in the workspace box."""
         n, n_arm = self.num_envs, self.task.n_arm
-        goal_key, joint_key = jax.random.split(key)
-        goal = self.task.sample_goal(jnp, jax.random.uniform(goal_key, (n, 3)))
-        joints = self.task.sample_initial_joints(jnp, jax.random.uniform(joint_key, (n, n_arm)))
+        goal_key, joint_key, domain_key, noise_key = jax.random.split(key, 4)
+        domain = self.domain.sample(domain_key, n)
+        uniform_goal = jax.random.uniform(goal_key, (n, 3))
+        if "goal_workspace_scale" in domain.values:
+            uniform_goal = 0.5 + (uniform_goal - 0.5) * domain.values["goal_workspace_scale"][:, None]
+        goal = self.task.sample_goal(jnp, uniform_goal)
+        offset = joint_values(domain.values, self._param("init_joint_noise"), "init_joint_noise", n_arm, 0.0)
+        if offset is None:
+            joints = self.task.sample_initial_joints(jnp, jax.random.uniform(joint_key, (n, n_arm)))
+        else:
+            joints = jnp.clip(jnp.asarray(self.task.home) + offset, self.task.joint_low, self.task.joint_high)
         qpos = jnp.tile(self._home_qpos, (n, 1)).at[:, self.robot.arm_qpos_adr].set(joints)
         physics = PhysicsState(qpos=qpos, qvel=jnp.zeros((n, self.robot.model.nv), jnp.float32))
         task_state = self.task.initial_state(jnp, goal, joints)
         joint_pos, joint_vel = self._arm(physics.qpos, physics.qvel)
-        ee = self.task.ee_position(jnp, joint_pos)
-        obs = self.task.observe(jnp, joint_pos, joint_vel, ee, task_state)
-        return physics, task_state, obs, self.task.distance(jnp, ee, goal)
+        obs = self._observe(joint_pos, joint_vel, task_state, domain, self.domain.step_noise(noise_key, n))
+        ctrl = self._ctrl(joints)
+        history = jnp.broadcast_to(ctrl[:, None], (n, self._history, ctrl.shape[-1]))
+        return physics, task_state, obs, self.task.distance(jnp, self.task.ee_position(jnp, joint_pos), goal), domain, history
+
+    def _param(self, kind: str):
+        return self.randomization.get(kind) if self.randomization else None
+
+    def _ctrl(self, target: jax.Array) -> jax.Array:
+        """Actuator commands (N, nu): the arm's joint targets, every other actuator at home."""
+        return jnp.tile(self._home_ctrl, (self.num_envs, 1)).at[:, self.robot.arm_actuators].set(target)
+
+    def _noisy(self, kind: str, value: jax.Array, domain: Domain, noise: dict[str, jax.Array], per_joint: bool = True) -> jax.Array:
+        """``value`` plus this kind's per-step noise or per-episode bias, spread over the joints it covers."""
+        param = self._param(kind)
+        if param is None:
+            return value
+        sample = noise.get(kind, domain.values.get(kind))
+        if per_joint:
+            sample = jnp.zeros_like(value).at[:, param.arm_index].set(sample)
+        return value + sample
+
+    def _observe(self, joint_pos: jax.Array, joint_vel: jax.Array, task_state: ReachState, domain: Domain, noise: dict[str, jax.Array]) -> jax.Array:
+        """The observation as the robot's sensors would give it: noise, bias and encoder quantization applied.
+
+        The end effector is computed from the measured joints (as on hardware) before its own noise.
+        """
+        measured_pos = self._noisy("obs_joint_pos_noise", joint_pos, domain, noise)
+        resolution = joint_values(domain.values, self._param("encoder_resolution"), "encoder_resolution", self.task.n_arm, 0.0)
+        if resolution is not None:
+            measured_pos = jnp.where(resolution > 0, jnp.round(measured_pos / jnp.where(resolution > 0, resolution, 1.0)) * resolution, measured_pos)
+        measured_vel = self._noisy("obs_joint_vel_noise", joint_vel, domain, noise)
+        ee = self._noisy("obs_ee_noise", self.task.ee_position(jnp, measured_pos), domain, noise, per_joint=False)
+        return self.task.observe(jnp, measured_pos, measured_vel, ee, task_state)
+
+    def _delayed(self, ctrl: jax.Array, state: State) -> tuple[jax.Array, jax.Array]:
+        """The command the motors act on this period under the world's latency, and the updated history."""
+        if not self._history:
+            return ctrl, state.ctrl_history
+        history = jnp.concatenate([ctrl[:, None], state.ctrl_history[:, :-1]], axis=1)
+        worlds = jnp.arange(self.num_envs)
+        steps = state.domain.values.get("latency_steps", jnp.zeros(self.num_envs, jnp.int32))
+        current, previous = history[worlds, steps], history[worlds, steps + 1]
+        if "latency_substeps" not in state.domain.values:
+            return current, history
+        substeps = self.robot.substeps
+        delay = jnp.clip(jnp.round(state.domain.values["latency_substeps"] * substeps), 0, substeps).astype(jnp.int32)
+        return delayed_controls(previous, current, delay, substeps), history
 
     def reset(self, key: jax.Array) -> State:
         """Start N episodes."""
         key, sub = jax.random.split(key)
-        physics, task_state, obs, distance = self._fresh(sub)
+        physics, task_state, obs, distance, domain, history = self._fresh(sub)
         n = self.num_envs
         zeros = jnp.zeros(n, jnp.float32)
         false = jnp.zeros(n, bool)
@@ -120,14 +184,19 @@ class ReachEnv:
             episode_return=zeros,
             metrics={name: distance if name == "distance" else zeros for name in metric_names},
             key=key,
+            domain=domain,
+            ctrl_history=history,
         )
 
     def step(self, state: State, action: jax.Array) -> State:
         """Apply ``action`` (N, action_size) for one control period; auto-reset finished envs."""
         action = jnp.clip(jnp.asarray(action, jnp.float32), -1.0, 1.0)
-        target = self.task.next_target(jnp, action, state.task.target)
-        ctrl = jnp.tile(self._home_ctrl, (self.num_envs, 1)).at[:, self.robot.arm_actuators].set(target)
-        physics = self.physics.step(state.physics, ctrl).state
+        key, noise_key = jax.random.split(state.key) if self.domain.parameters else (state.key, state.key)
+        noise = self.domain.step_noise(noise_key, self.num_envs)
+        commanded = jnp.clip(self._noisy("action_noise", action, state.domain, noise), -1.0, 1.0)
+        target = self.task.next_target(jnp, commanded, state.task.target)
+        ctrl, history = self._delayed(self._ctrl(target), state)
+        physics = self.physics.step(state.physics, ctrl, state.domain.model or None).state
 
         joint_pos, joint_vel = self._arm(physics.qpos, physics.qvel)
         task_state = ReachState(goal=state.task.goal, target=target, last_action=action)
@@ -136,7 +205,7 @@ class ReachEnv:
         terms = self.task.reward_terms(jnp, distance, action, state.task.last_action)
         finite = jnp.all(jnp.isfinite(physics.qpos), axis=1) & jnp.all(jnp.isfinite(physics.qvel), axis=1)
         reward = jnp.where(finite, self.task.reward(terms), 0.0)
-        obs = jnp.where(finite[:, None], self.task.observe(jnp, joint_pos, joint_vel, ee, task_state), 0.0)
+        obs = jnp.where(finite[:, None], self._observe(joint_pos, joint_vel, task_state, state.domain, noise), 0.0)
 
         step_count = state.step_count + 1
         truncated = (step_count >= self.task.config.episode_steps) & finite
@@ -150,7 +219,8 @@ class ReachEnv:
             "episode_success": self.task.is_success(distance).astype(jnp.float32),
             "episode_final_distance": distance,
         }
-        stepped = State(
+        stepped = dataclasses.replace(
+            state,
             physics=physics,
             task=task_state,
             obs=obs,
@@ -161,7 +231,8 @@ class ReachEnv:
             step_count=step_count,
             episode_return=episode_return,
             metrics=metrics,
-            key=state.key,
+            key=key,
+            ctrl_history=history,
         )
         if not self.auto_reset:
             return stepped
@@ -171,7 +242,7 @@ class ReachEnv:
     def _auto_reset(self, state: State) -> State:
         """Restart the envs whose episode just ended; ``final_obs``, reward, done and metrics stay those of the step."""
         key, sub = jax.random.split(state.key)
-        physics, task_state, obs, _ = self._fresh(sub)
+        physics, task_state, obs, _, domain, history = self._fresh(sub)
 
         def pick(fresh: jax.Array, old: jax.Array) -> jax.Array:
             mask = state.done.reshape((-1,) + (1,) * (old.ndim - 1))
@@ -185,6 +256,8 @@ class ReachEnv:
             step_count=jnp.where(state.done, 0, state.step_count),
             episode_return=jnp.where(state.done, 0.0, state.episode_return),
             key=key,
+            domain=jax.tree_util.tree_map(pick, domain, state.domain),
+            ctrl_history=pick(history, state.ctrl_history),
         )
 
 

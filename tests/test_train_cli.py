@@ -64,7 +64,11 @@ def test_eval_gives_the_same_figures_for_the_same_seed(tmp_path):
     assert a == b
     assert a["episodes"] == 20 and a["seed"] == 5 and c["mean_final_distance"] != a["mean_final_distance"]
     text = run_simrl("eval", str(run), "--episodes", "20", "--seed", "5")
-    assert text.stdout.startswith(f"success {a['successes']}/20 (")
+    assert text.stdout.startswith(f"success {a['successes']}/20 (") and "[randomization: none]" in text.stdout
+    strong = run_simrl("eval", str(run), "--episodes", "20", "--seed", "5", "--randomization", "strong", "--json")
+    assert strong.returncode == 0, strong.stderr
+    assert json.loads(strong.stdout)["randomization"] == "strong"
+    assert json.loads(strong.stdout)["mean_final_distance"] != a["mean_final_distance"]
 
 
 @pytest.mark.parametrize(

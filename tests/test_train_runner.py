@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import yaml
 from rich.console import Console
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -136,3 +137,18 @@ def test_the_same_seed_trains_the_same_policy_on_the_cpu_backend(tmp_path, tiny_
         policies.append(load_policy(runner.run_dir.policy_file)[0])
     for a, b in zip(jax.tree_util.tree_leaves(policies[0]), jax.tree_util.tree_leaves(policies[1])):
         np.testing.assert_array_equal(a, b)
+
+
+def test_a_randomized_run_keeps_its_profile_and_logs_the_draws(tmp_path, tiny_recipe):
+    runner = start(tmp_path, tiny_recipe, randomization="default")
+    runner.train()
+    saved = yaml.safe_load(runner.run_dir.randomization_file.read_text())
+    assert saved["joint_damping"]["distribution"] == "loguniform"
+    assert saved["encoder_resolution"]["value"] == pytest.approx(2 * np.pi / 4096)  # the so101 override, merged in
+    assert "robots" not in saved
+    assert runner.env.randomization is not None and runner.evaluator.env.randomization is not None
+    events = EventAccumulator(str(runner.run_dir.path))
+    events.Reload()
+    histograms = events.Tags()["histograms"]
+    assert any(tag.startswith("randomization/model/dof_damping/") for tag in histograms)
+    assert any(tag.startswith("randomization/env/latency_steps/") for tag in histograms)

@@ -48,6 +48,7 @@ class TrainConfig(StrictModel):
     eval_episodes: int = pydantic.Field(200, ge=1, le=100_000)
     eval_seed: int = pydantic.Field(1_000_003, ge=0, description="goals of the periodic evaluation (never used by training)")
     checkpoint_every: int = pydantic.Field(50, ge=1, description="iterations between checkpoints")
+    randomization: str = pydantic.Field("none", description="profile name in randomization/ or path (a copy goes into the run dir)")
     task_settings: ReachConfig = pydantic.Field(default_factory=load_reach_config, description="rewards/reach.yaml at start")
     ppo: PPOConfig = PPOConfig()
     sac: SACConfig = SACConfig()

@@ -2,6 +2,7 @@
 
     runs/so101-reach-20261126-112233/
         config.yaml        the fully resolved TrainConfig (task settings included)
+        randomization.yaml the randomization profile as trained (robot overrides merged in)
         checkpoint.npz     the whole learner state (params, optimizer, normalizer, RNG, counters)
         policy.npz         the deterministic policy alone (what eval and export read)
         evals.jsonl        one line per periodic evaluation (wall time, env steps, success, distances)
@@ -22,6 +23,7 @@ import yaml
 from simrl.config import load_yaml_model
 from simrl.errors import SimrlError
 from simrl.files import atomic_write_text
+from simrl.randomization.profile import load_profile
 from simrl.train.config import TrainConfig, config_to_yaml_dict
 
 
@@ -34,6 +36,10 @@ class RunDir:
     @property
     def config_file(self) -> Path:
         return self.path / "config.yaml"
+
+    @property
+    def randomization_file(self) -> Path:
+        return self.path / "randomization.yaml"
 
     @property
     def checkpoint_file(self) -> Path:
@@ -67,6 +73,8 @@ class RunDir:
             raise SimrlError(f"{logdir}: could not create a new run folder named {stem}-*")
         run = cls(path)
         run.write_config(config)
+        profile, _ = load_profile(config.randomization, Path(config.robot).name)
+        atomic_write_text(run.randomization_file, yaml.safe_dump(profile.model_dump(mode="json", exclude_none=True), sort_keys=False))
         return run
 
     @classmethod
@@ -78,6 +86,10 @@ class RunDir:
         if not run.config_file.is_file():
             raise SimrlError(f"{run.path}: not a simrl run (no config.yaml)")
         return run
+
+    def randomization_source(self, config: TrainConfig) -> Path | str:
+        """The profile the run trained with: its own copy, or the name in its config for older runs."""
+        return self.randomization_file if self.randomization_file.is_file() else config.randomization
 
     def read_config(self) -> TrainConfig:
         return load_yaml_model(self.config_file, TrainConfig)

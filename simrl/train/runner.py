@@ -27,6 +27,7 @@ from simrl.config import validate_model
 from simrl.envs import ReachEnv
 from simrl.errors import SimrlError
 from simrl.physics import make_backend, resolve_backend
+from simrl.randomization.profile import resolve_profile
 from simrl.robots import load_robot
 from simrl.train.algorithm import Algorithm, tree_is_finite
 from simrl.train.checkpoint import load_checkpoint, save_checkpoint
@@ -54,11 +55,16 @@ def make_algorithm(config: TrainConfig, env: ReachEnv) -> Algorithm:
     return algo_class(env, config.algo_config, total_iterations(config))
 
 
-def make_env(config: TrainConfig, num_envs: int, auto_reset: bool, backend: str | None = None) -> ReachEnv:
-    """A reach env batch as the config describes it (``backend`` overrides the config's)."""
+def make_env(
+    config: TrainConfig, num_envs: int, auto_reset: bool, backend: str | None = None, randomization: str | Path | None = None
+) -> ReachEnv:
+    """A reach env batch as the config describes it (``backend`` and ``randomization`` override the config's)."""
     robot = load_robot(config.robot)
     physics = make_backend(backend or config.backend, robot.model, robot.substeps, num_envs, mjx_impl=config.mjx_impl)
-    return ReachEnv(robot, num_envs, backend=physics, task_config=config.task_settings, auto_reset=auto_reset)
+    profile = resolve_profile(randomization or config.randomization, robot)
+    return ReachEnv(
+        robot, num_envs, backend=physics, task_config=config.task_settings, auto_reset=auto_reset, randomization=profile if profile.parameters else None
+    )
 
 
 @dataclass(frozen=True)
@@ -113,9 +119,10 @@ class Runner:
         self.console = console
         self.show_progress = show_progress
         self.backend = resolve_backend(config.backend)
-        self.env = make_env(config, config.num_envs, auto_reset=True)
+        profile = run_dir.randomization_source(config)
+        self.env = make_env(config, config.num_envs, auto_reset=True, randomization=profile)
         self.algo = make_algorithm(config, self.env)
-        self.evaluator = Evaluator(make_env(config, config.eval_episodes, auto_reset=False))
+        self.evaluator = Evaluator(make_env(config, config.eval_episodes, auto_reset=False, randomization=profile))
         self.total_iterations = total_iterations(config)
         # The agent is donated: SAC's replay buffer would otherwise be copied every iteration.
         self._iterate = jax.jit(self._guarded_iteration, donate_argnums=0)
@@ -186,6 +193,7 @@ class Runner:
 
         writer = RunWriter(self.run_dir.path)
         writer.config(config_to_yaml_dict(cfg), env_steps)
+        writer.histograms(self.env.domain.summary(env_state.domain), env_steps)
         wall = lambda: previous_wall + time.perf_counter() - clock_start  # noqa: E731
         train_time, train_steps, compile_s = 0.0, 0, 0.0
         stop_reason = "completed"
@@ -228,6 +236,7 @@ class Runner:
 
                 if iteration % cfg.eval_every == 0 or iteration == self.total_iterations:
                     final_eval = self._evaluate(agent, iteration, env_steps, wall(), writer)
+                    writer.histograms(self.env.domain.summary(env_state.domain), env_steps)  # the worlds' current draws
                     if first_target is None and final_eval.success_rate >= target:
                         first_target = {"iteration": iteration, "env_steps": env_steps, "wall_time_s": wall(), **final_eval.to_dict()}
                     if cfg.stop_at_success is not None and final_eval.success_rate >= cfg.stop_at_success:

@@ -11,6 +11,7 @@ import math
 from pathlib import Path
 from typing import Any, Mapping
 
+import numpy as np
 import yaml
 from tensorboardX import SummaryWriter
 from tensorboardX.summary import hparams
@@ -49,6 +50,13 @@ class RunWriter:
         for tag, value in values.items():
             if math.isfinite(value):
                 self._writer.add_scalar(tag, value, step)
+
+    def histograms(self, samples: Mapping[str, np.ndarray], step: int) -> None:
+        """One histogram per randomized column (N worlds each); columns every world shares are skipped."""
+        for name, values in samples.items():
+            for column in range(values.shape[1]):
+                if np.ptp(values[:, column]) > 0:
+                    self._writer.add_histogram(f"randomization/{name}/{column}", values[:, column], step)
 
     def flush(self) -> None:
         self._writer.flush()

@@ -1,0 +1,1 @@
+"""Domain randomization: editable profiles (``randomization/*.yaml``), sampled per world and applied by the env."""
