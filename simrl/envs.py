@@ -193,8 +193,10 @@ class ReachEnv:
         action = jnp.clip(jnp.asarray(action, jnp.float32), -1.0, 1.0)
         key, noise_key = jax.random.split(state.key) if self.domain.parameters else (state.key, state.key)
         noise = self.domain.step_noise(noise_key, self.num_envs)
-        commanded = jnp.clip(self._noisy("action_noise", action, state.domain, noise), -1.0, 1.0)
-        target = self.task.next_target(jnp, commanded, state.task.target)
+        target = self.task.next_target(jnp, action, state.task.target)
+        # Actuation noise in joint-delta action units, added to the joint targets whatever the action space.
+        target_noise = self._noisy("action_noise", jnp.zeros_like(target), state.domain, noise) * self.robot.config.action_scale.joint_delta
+        target = jnp.clip(target + target_noise, self.task.joint_low, self.task.joint_high)
         ctrl, history = self._delayed(self._ctrl(target), state)
         physics = self.physics.step(state.physics, ctrl, state.domain.model or None).state
 

@@ -69,6 +69,8 @@ class CpuBackend:
                 changed[:] = True
             else:
                 changed |= np.any((value != previous).reshape(self.num_worlds, -1), axis=1)
+        if not changed.any():
+            return  # the usual case: parameters change only when an episode restarts
         for world in np.flatnonzero(changed):
             for name, value in params.items():
                 model_field(self._model_copies[world], name)[...] = value[world]
@@ -77,7 +79,7 @@ class CpuBackend:
     def _host_step(self, param_names: tuple[str, ...], qpos: np.ndarray, qvel: np.ndarray, ctrl: np.ndarray, *param_values: np.ndarray):
         models = self._shared_models
         if param_names:
-            self._apply_params({n: np.asarray(v, dtype=np.float64) for n, v in zip(param_names, param_values)})
+            self._apply_params({n: np.asarray(v) for n, v in zip(param_names, param_values)})  # compared as given, widened on write
             models = self._model_copies
         self._initial[:, self._qpos] = qpos
         self._initial[:, self._qvel] = qvel

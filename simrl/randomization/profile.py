@@ -101,7 +101,9 @@ KINDS: dict[str, Kind] = {
     "latency_substeps": Kind(
         "none", "add", "episode", "fraction of a period", "extra delay within a period (0 to 1)", nonnegative=True, applies=("add",)
     ),
-    "action_noise": Kind("joints", "add", "step", "action units", "noise added to the policy's action", noise=True, applies=("add",)),
+    "action_noise": Kind(
+        "joints", "add", "step", "joint_delta action units", "noise on each joint target, x the robot's joint_delta scale", noise=True, applies=("add",)
+    ),
     "obs_joint_pos_noise": Kind("joints", "add", "step", "rad", "noise on measured joint positions", noise=True, applies=("add",)),
     "obs_joint_vel_noise": Kind("joints", "add", "step", "rad/s", "noise on measured joint velocities", noise=True, applies=("add",)),
     "obs_ee_noise": Kind("none", "add", "step", "m", "noise on the observed end-effector position", noise=True, applies=("add",)),
