@@ -51,6 +51,7 @@ def run_one(robot: str, algo: str, logdir: Path, eval_seed: int) -> dict:
     record = {
         "robot": robot,
         "algo": algo,
+        "measured": time.strftime("%Y-%m-%d %H:%M"),
         "num_envs": summary["num_envs"],
         "env_steps": summary["env_steps"],
         "process_wall_s": round(process_s, 1),
@@ -83,8 +84,8 @@ def write_markdown(records: list[dict], path: Path) -> None:
         "Time to 95 %: wall-clock from the start of the `simrl train` process (imports and compilation included)",
         "to the first periodic evaluation (200 goals, seed 1000003) at or above 95 %.",
         "",
-        "| robot | algo | envs | time to 95 % (s) | limit (s) | run (s) | compile (s) | env steps | final eval (seed 1) | p95 distance (mm) | met |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| robot | algo | envs | time to 95 % (s) | limit (s) | run (s) | compile (s) | env steps | final eval (seed 1) | p95 distance (mm) | met | measured |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in records:
         e = r["final_eval"]
@@ -92,7 +93,7 @@ def write_markdown(records: list[dict], path: Path) -> None:
         lines.append(
             f"| {r['robot']} | {r['algo']} | {r['num_envs']} | {t95} | {LIMIT_S[r['robot']]:.0f} | {r['process_wall_s']:.0f} | "
             f"{r['compile_s']:.1f} | {r['env_steps']:,} | {e['successes']}/{e['episodes']} ({100 * e['success_rate']:.1f} %) | "
-            f"{1000 * e['p95_final_distance']:.1f} | {verdict(r)} |"
+            f"{1000 * e['p95_final_distance']:.1f} | {verdict(r)} | {r['measured']} |"
         )
     lines += ["", "PPO is the default algorithm (`--algo sac` selects SAC). Faster to 95 % in this run:"]
     for robot in dict.fromkeys(r["robot"] for r in records):

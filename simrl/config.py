@@ -7,7 +7,6 @@ out-of-range value is reported the same way: file, field, value, what is allowed
 
 from __future__ import annotations
 
-import difflib
 import types
 import typing
 from pathlib import Path
@@ -16,7 +15,7 @@ from typing import Any, TypeVar
 import pydantic
 import yaml
 
-from simrl.errors import SimrlError
+from simrl.errors import SimrlError, did_you_mean
 
 ModelT = TypeVar("ModelT", bound=pydantic.BaseModel)
 
@@ -85,8 +84,7 @@ def format_validation_error(path: Path, model: type[pydantic.BaseModel], exc: py
     if err["type"] == "extra_forbidden":
         key = str(loc[-1])
         allowed = _allowed_keys(model, loc)
-        hint = difflib.get_close_matches(key, allowed, n=1)
-        suggestion = f"; did you mean '{hint[0]}'?" if hint else ""
+        suggestion = did_you_mean(key, allowed, lead="; ")
         return f"{path}: unknown field '{field}'{suggestion} (allowed: {', '.join(allowed)})"
     if err["type"] == "missing":
         return f"{path}: missing required field '{field}'"

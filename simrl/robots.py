@@ -8,7 +8,6 @@ values against the compiled MuJoCo model, so a typo names the field at fault.
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -19,7 +18,7 @@ import numpy as np
 import pydantic
 
 from simrl.config import StrictModel, load_yaml_model
-from simrl.errors import SimrlError
+from simrl.errors import SimrlError, did_you_mean
 from simrl.paths import data_dir
 
 Vec3 = Annotated[tuple[float, float, float], pydantic.Field(description="x, y, z in metres, world frame")]
@@ -142,8 +141,7 @@ def _resolve(name_or_path: str | Path) -> Path:
     if candidate.is_file():
         return candidate
     names = available_robots()
-    hint = difflib.get_close_matches(str(name_or_path), names, n=1)
-    suggestion = f" (did you mean '{hint[0]}'?)" if hint else ""
+    suggestion = did_you_mean(str(name_or_path), names)
     raise SimrlError(f"unknown robot '{name_or_path}'{suggestion}; available: {', '.join(names)}")
 
 
@@ -153,8 +151,7 @@ def _names(model: mujoco.MjModel, obj: mujoco.mjtObj, count: int) -> list[str]:
 
 def _check_name(yaml_path: Path, field: str, name: str, valid: list[str]) -> None:
     if name not in valid:
-        hint = difflib.get_close_matches(name, valid, n=1)
-        suggestion = f"; did you mean '{hint[0]}'?" if hint else ""
+        suggestion = did_you_mean(name, valid, lead="; ")
         raise SimrlError(f"{yaml_path}: field '{field}' = '{name}' is not in the model{suggestion} (valid: {', '.join(valid)})")
 
 

@@ -7,7 +7,6 @@ commands so ``simrl --help`` stays fast.
 
 from __future__ import annotations
 
-import difflib
 import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional
@@ -116,14 +115,13 @@ def _resolve_for(path: Path, arm: Robot) -> ResolvedProfile:
 def _check_robot_sections(path: Path, known: list[str]) -> None:
     """A ``robots:`` section for an arm that does not exist would be ignored silently: refuse it."""
     from simrl.config import read_yaml
-    from simrl.errors import SimrlError
+    from simrl.errors import SimrlError, did_you_mean
 
     data = read_yaml(path)
     sections = data.get("robots") if isinstance(data, dict) else None
     for name in sections or {}:
         if name not in known:
-            hint = difflib.get_close_matches(str(name), known, n=1)
-            suggestion = f" (did you mean '{hint[0]}'?)" if hint else ""
+            suggestion = did_you_mean(name, known)
             raise SimrlError(f"{path}: field 'robots.{name}': unknown robot{suggestion}; known: {', '.join(known)} (or pass --robot)")
 
 

@@ -13,7 +13,6 @@ unknown joint) is reported in one line naming the file, the field and the value.
 
 from __future__ import annotations
 
-import difflib
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +22,7 @@ import numpy as np
 import pydantic
 
 from simrl.config import StrictModel, read_yaml, validate_model
-from simrl.errors import SimrlError
+from simrl.errors import SimrlError, did_you_mean
 from simrl.paths import data_dir
 from simrl.robots import Robot
 
@@ -210,8 +209,7 @@ def profile_path(name_or_path: str | Path) -> Path:
     if shipped.is_file():
         return shipped
     names = available_profiles()
-    hint = difflib.get_close_matches(str(name_or_path), names, n=1)
-    suggestion = f" (did you mean '{hint[0]}'?)" if hint else ""
+    suggestion = did_you_mean(str(name_or_path), names)
     raise SimrlError(f"unknown randomization profile '{name_or_path}'{suggestion}; available: {', '.join(names)}, or {PROFILES_HINT}")
 
 
@@ -302,8 +300,7 @@ def _match(path: Path, field: str, targets: Targets, valid: list[str]) -> list[s
     names = [targets] if isinstance(targets, str) else list(targets)
     for name in names:
         if name not in valid:
-            hint = difflib.get_close_matches(name, valid, n=1)
-            suggestion = f" (did you mean '{hint[0]}'?)" if hint else ""
+            suggestion = did_you_mean(name, valid)
             raise SimrlError(f"{path}: field '{field}' = {name!r}: unknown{suggestion}; valid: all, re:<pattern>, {', '.join(valid)}")
     return names
 
