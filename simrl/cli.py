@@ -121,6 +121,29 @@ def bench_env_command(
     stdout.print(f"compile {result.compile_s:.1f} s, {result.substeps} physics substeps per control step, {result.cpu_count} CPUs")
 
 
+@bench_app.command("policy")
+def bench_policy_command(
+    policy: Path = typer.Argument(..., help="An ONNX policy written by `simrl export`."),
+    calls: int = typer.Option(10_000, "--calls", min=1, help="Timed calls (after warm-up), one observation each."),
+    threads: int = typer.Option(1, "--threads", min=1, help="onnxruntime intra-op threads."),
+    as_json: bool = typer.Option(False, "--json", help="Print the figures as JSON."),
+) -> None:
+    """Per-call latency of a policy in onnxruntime at batch 1, as a robot loop calls it: p50, p99, max, mean."""
+    from simrl.deploy.policy_bench import bench_policy
+
+    result = bench_policy(policy, calls=calls, threads=threads)
+    if as_json:
+        print(json.dumps(result.to_dict(), indent=2))
+        return
+    table = Table(title=f"simrl bench policy — {policy.name}, obs {result.obs_size} -> action {result.action_size}, {threads} thread(s)")
+    table.add_column("latency per call", justify="left")
+    table.add_column("µs", justify="right")
+    for label, value in (("p50", result.p50_us), ("p99", result.p99_us), ("max", result.max_us), ("mean", result.mean_us)):
+        table.add_row(label, f"{value:,.1f}")
+    stdout.print(table)
+    stdout.print(f"{calls:,} calls after {result.warmup_calls} warm-up, onnxruntime {result.onnxruntime_version}, {result.cpu_count} CPUs")
+
+
 @train_app.command("reach")
 def train_reach_command(
     robot: Optional[str] = typer.Option(None, "--robot", help="Robot name (see `simrl robots`) or a path to a robot folder. [default: so101]"),
@@ -225,6 +248,42 @@ def eval_command(
         print(json.dumps({**result.to_dict(), **extra}, indent=2))
         return
     stdout.print(f"{result.summary()} [randomization: {randomization or config.randomization}]", highlight=False, markup=False)
+
+
+@app.command("export")
+def export_command(
+    run_dir: Path = typer.Argument(..., help="A run directory written by `simrl train`."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="The ONNX file to write. Default: RUN_DIR/policy.onnx."),
+    as_json: bool = typer.Option(False, "--json", help="Print what was written as JSON."),
+) -> None:
+    """Write the run's policy as one ONNX graph (normalization, MLP, squashing) with robot, action and observation metadata.
+
+    The graph maps raw observations (batch, obs_size) to actions (batch,
+    action_size) in -1..1; the robot side scales them by the metadata's
+    action_scale and turns them into joint targets with the env's own code.
+    Time it with `simrl bench policy FILE.onnx`.
+    """
+    from simrl.deploy.export import export_policy
+
+    result = export_policy(run_dir, out if out is not None else run_dir / "policy.onnx")
+    if as_json:
+        print(json.dumps(result.to_dict(), indent=2))
+        return
+    meta = result.metadata
+    unit = "rad" if meta["action_space"] == "joint_delta" else "m"
+    network = "-".join(str(size) for size in result.hidden_sizes)
+    layout = ", ".join(f"{part['name']} {part['size']}" for part in meta["observation_layout"])
+    lines = [
+        f"wrote {result.path} ({result.file_bytes / 1024:,.1f} KiB, {result.parameters:,} parameters)",
+        f"{meta['robot']} {meta['task']}, {meta['algo'].upper()}: obs {result.obs_size} -> {network} {meta['activation']} -> "
+        f"action {result.action_size} ({meta['squash']}) x {meta['action_scale']:g} {unit} per step ({meta['action_space']}), "
+        f"every {meta['control_dt'] * 1000:g} ms",
+        f"joints: {', '.join(meta['arm_joints'])}",
+        f"observation: {layout}",
+        f"trained {'?' if meta['env_steps'] is None else format(meta['env_steps'], ',')} env steps, randomization {meta['randomization']}, "
+        f"config sha256 {meta['config_sha256'][:12]}",
+    ]
+    stdout.print("\n".join(lines), highlight=False, markup=False)
 
 
 def main(argv: Optional[list[str]] = None) -> None:

@@ -1,0 +1,165 @@
+"""`simrl export` and `simrl bench policy`: the ONNX graph acts like the policy, carries its metadata, and is timed."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+
+import simrl
+from simrl.deploy.export import OPSET, export_policy, policy_to_onnx, read_metadata
+from simrl.deploy.policy_bench import bench_policy
+from simrl.errors import SimrlError
+from simrl.robots import load_robot
+from simrl.tasks.reach import ReachTask
+from simrl.train.networks import mlp_apply
+from simrl.train.normalization import OBS_CLIP
+from simrl.train.policy import Policy, load_policy
+from simrl.train.run_dir import RunDir
+from tests.cli import run_simrl
+from tests.tiny_run import write_short_episodes, write_tiny_recipe
+
+METADATA_KEYS = {
+    "simrl_version", "robot", "task", "algo", "action_space", "action_scale", "control_dt", "arm_joints", "observation_layout",
+    "obs_size", "action_size", "hidden_sizes", "activation", "squash", "obs_clip", "randomization", "env_steps", "config_sha256",
+}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny PPO run on so101, trained once for the whole module."""
+    folder = tmp_path_factory.mktemp("export")
+    trained = run_simrl(
+        "train", "reach", "--robot", "so101", "--backend", "cpu", "--config", str(write_tiny_recipe(folder)),
+        "--task-config", str(write_short_episodes(folder)), "--logdir", str(folder / "runs"), "--no-progress",
+    )  # fmt: skip
+    assert trained.returncode == 0, trained.stderr
+    (path,) = (folder / "runs").iterdir()
+    return path
+
+
+@pytest.fixture(scope="module")
+def exported(run: Path) -> tuple[Path, dict]:
+    """The run exported by `simrl export RUN --json` to the default path, and what it printed."""
+    result = run_simrl("export", str(run), "--json")
+    assert result.returncode == 0, result.stderr
+    return run / "policy.onnx", json.loads(result.stdout)
+
+
+def onnx_actions(model: onnx.ModelProto | Path, obs: np.ndarray) -> np.ndarray:
+    source = model.SerializeToString() if isinstance(model, onnx.ModelProto) else str(model)
+    session = ort.InferenceSession(source, providers=["CPUExecutionProvider"])
+    (action,) = session.run(None, {"obs": obs})
+    return action
+
+
+def observations(policy: Policy, count: int = 1000, seed: int = 0) -> np.ndarray:
+    """Observations within the normalizer's range and far outside it (up to ~300 std), so the ±OBS_CLIP clip matters."""
+    rng = np.random.default_rng(seed)
+    spread = rng.choice([1.0, 5.0, 100.0], size=(count, 1))
+    obs = (policy.obs_mean + policy.obs_std * spread * rng.standard_normal((count, len(policy.obs_mean)))).astype(np.float32)
+    assert (np.abs((obs - policy.obs_mean) / policy.obs_std) > OBS_CLIP).any()
+    return obs
+
+
+def test_exported_graph_is_valid_and_acts_like_the_policy(run, exported):
+    path, _ = exported
+    model = onnx.load(str(path))
+    onnx.checker.check_model(model, full_check=True)
+    assert model.opset_import[0].version == OPSET
+    assert model.graph.input[0].type.tensor_type.shape.dim[0].dim_param == "batch"
+    policy, _ = load_policy(run / "policy.npz")
+    obs = observations(policy)
+    np.testing.assert_allclose(onnx_actions(path, obs), policy.act(np, obs), atol=1e-5, rtol=0)
+    np.testing.assert_allclose(onnx_actions(path, obs[:1]), policy.act(np, obs[:1]), atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("activation, squash", [("relu", "tanh"), ("elu", "clip")])
+def test_a_hand_built_policy_exports_and_matches(activation, squash):
+    rng = np.random.default_rng(1)
+    sizes = [23, 32, 32, 4]
+    layers = [
+        {"w": (rng.standard_normal((n_in, n_out)) / np.sqrt(n_in)).astype(np.float32), "b": rng.standard_normal(n_out).astype(np.float32)}
+        for n_in, n_out in zip(sizes[:-1], sizes[1:])
+    ]
+    mean = rng.standard_normal(sizes[0]).astype(np.float32)
+    std = rng.uniform(0.1, 2.0, sizes[0]).astype(np.float32)
+    policy = Policy(obs_mean=mean, obs_std=std, layers=layers, activation=activation, squash=squash)
+    obs = observations(policy)
+    unsquashed = mlp_apply(layers, np.clip((obs - mean) / std, -OBS_CLIP, OBS_CLIP), activation, xp=np)
+    assert (np.abs(unsquashed) > 1.0).any() and (np.abs(unsquashed) < 1.0).any(), "the squashing is exercised"
+    np.testing.assert_allclose(onnx_actions(policy_to_onnx(policy), obs), policy.act(np, obs), atol=1e-5, rtol=0)
+
+
+def test_metadata_describes_the_robot_the_task_and_where_the_policy_came_from(run, exported):
+    path, printed = exported
+    meta = read_metadata(path)
+    assert set(meta) == METADATA_KEYS
+    config = RunDir.open(run).read_config()
+    robot = load_robot("so101")
+    layout = ReachTask.for_robot(robot, config.task_settings).observation_layout()
+    policy, trained = load_policy(run / "policy.npz")
+    assert meta["robot"] == "so101" and meta["task"] == "reach" and meta["algo"] == "ppo"
+    assert meta["arm_joints"] == robot.config.arm_joints
+    assert meta["observation_layout"] == [{"name": name, "size": size} for name, size in layout]
+    assert meta["obs_size"] == sum(size for _, size in layout) == len(policy.obs_mean)
+    assert meta["action_size"] == robot.n_arm == policy.layers[-1]["b"].shape[0]
+    assert meta["action_space"] == "joint_delta" and meta["action_scale"] == robot.config.action_scale.joint_delta
+    assert meta["control_dt"] == robot.config.control_dt
+    assert (meta["activation"], meta["squash"], meta["hidden_sizes"], meta["obs_clip"]) == (policy.activation, "clip", [16], OBS_CLIP)
+    assert meta["randomization"] == "none" and meta["env_steps"] == trained["env_steps"] > 0
+    assert meta["config_sha256"] == hashlib.sha256((run / "config.yaml").read_bytes()).hexdigest()
+    assert meta["simrl_version"] == simrl.__version__
+    assert printed["metadata"] == meta and printed["path"] == str(path) and printed["file_bytes"] == path.stat().st_size
+
+
+def test_export_to_a_chosen_file_prints_a_summary(run, tmp_path):
+    out = tmp_path / "so101.onnx"
+    result = run_simrl("export", str(run), "-o", str(out))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(f"wrote {out} (") and "joints: shoulder_pan" in result.stdout
+    assert read_metadata(out)["robot"] == "so101"
+
+
+def test_bench_policy_reports_ordered_positive_latencies(exported):
+    path, _ = exported
+    result = run_simrl("bench", "policy", str(path), "--calls", "2000", "--json")
+    assert result.returncode == 0, result.stderr
+    figures = json.loads(result.stdout)
+    assert figures["calls"] == 2000 and figures["threads"] == 1
+    assert 0 < figures["p50_us"] <= figures["p99_us"] <= figures["max_us"] and figures["mean_us"] > 0
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["export", "/no/such/run"], "error: /no/such/run: run folder not found"),
+        (["bench", "policy", "/no/such/policy.onnx"], "error: /no/such/policy.onnx: file not found"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(args, message):
+    result = run_simrl(*args)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
+
+
+def test_export_into_a_missing_folder_is_one_line(run):
+    result = run_simrl("export", str(run), "-o", "/no/such/folder/policy.onnx")
+    assert result.returncode == 2 and result.stderr.strip() == "error: /no/such/folder: output folder not found"
+
+
+def test_a_run_without_a_policy_or_a_file_that_is_not_onnx_is_named(run, tmp_path):
+    unfinished = tmp_path / "unfinished"
+    unfinished.mkdir()
+    shutil.copy(run / "config.yaml", unfinished)
+    with pytest.raises(SimrlError, match=r"policy.npz: no policy yet"):
+        export_policy(unfinished, unfinished / "policy.onnx")
+    with pytest.raises(SimrlError, match=r"config.yaml: onnxruntime cannot load it"):
+        bench_policy(run / "config.yaml", calls=1)
