@@ -15,6 +15,12 @@ Contract for learners (shapes with N = num_envs):
 - ``metrics`` holds this step's raw reward terms and distance, and the
   finished episode's ``episode_return``, ``episode_length``, ``episode_success``
   and ``episode_final_distance`` (meaningful where ``done``).
+
+With a randomization profile, each world draws its physics, latency and sensor
+errors when its episode starts (``state.domain``); the physics backend gets the
+world's model fields, and latency, noise and quantization are applied here, so
+both backends share them. Rewards and metrics use the true state; ``obs`` is
+what the robot's sensors would report.
 """
 
 from __future__ import annotations
@@ -31,7 +37,7 @@ import numpy as np
 from simrl.errors import SimrlError
 from simrl.physics import Backend, PhysicsState, make_backend
 from simrl.physics.base import delayed_controls
-from simrl.randomization.profile import ResolvedProfile
+from simrl.randomization.profile import ResolvedParameter, ResolvedProfile
 from simrl.randomization.sampler import Domain, DomainSampler, joint_values, max_latency_steps
 from simrl.robots import Robot, load_robot
 from simrl.tasks.reach import ReachConfig, ReachState, ReachTask, load_reach_config
@@ -120,7 +126,7 @@ class ReachEnv:
         history = jnp.broadcast_to(ctrl[:, None], (n, self._history, ctrl.shape[-1]))
         return physics, task_state, obs, self.task.distance(jnp, self.task.ee_position(jnp, joint_pos), goal), domain, history
 
-    def _param(self, kind: str):
+    def _param(self, kind: str) -> ResolvedParameter | None:
         return self.randomization.get(kind) if self.randomization else None
 
     def _ctrl(self, target: jax.Array) -> jax.Array:
