@@ -38,7 +38,7 @@ from simrl.errors import SimrlError
 from simrl.physics import Backend, PhysicsState, make_backend
 from simrl.physics.base import delayed_controls
 from simrl.randomization.profile import ResolvedParameter, ResolvedProfile
-from simrl.randomization.sampler import Domain, DomainSampler, joint_values, max_latency_steps
+from simrl.randomization.sampler import Domain, DomainSampler, max_latency_steps, spread_over_joints
 from simrl.robots import Robot, load_robot
 from simrl.tasks.reach import ReachConfig, ReachState, ReachTask, load_reach_config
 
@@ -112,7 +112,7 @@ class ReachEnv:
         if "goal_workspace_scale" in domain.values:
             uniform_goal = 0.5 + (uniform_goal - 0.5) * domain.values["goal_workspace_scale"][:, None]
         goal = self.task.sample_goal(jnp, uniform_goal)
-        offset = joint_values(domain.values, self._param("init_joint_noise"), "init_joint_noise", n_arm, 0.0)
+        offset = self._episode_joint_values("init_joint_noise", domain)
         if offset is None:
             joints = self.task.sample_initial_joints(jnp, jax.random.uniform(joint_key, (n, n_arm)))
         else:
@@ -139,9 +139,12 @@ class ReachEnv:
         if param is None:
             return value
         sample = noise.get(kind, domain.values.get(kind))
-        if per_joint:
-            sample = jnp.zeros_like(value).at[:, param.arm_index].set(sample)
-        return value + sample
+        return value + (spread_over_joints(sample, param, self.task.n_arm) if per_joint else sample)
+
+    def _episode_joint_values(self, kind: str, domain: Domain) -> jax.Array | None:
+        """This episode's per-joint draw of ``kind`` over all arm joints (0 where not covered), None without it."""
+        param = self._param(kind)
+        return None if param is None else spread_over_joints(domain.values[kind], param, self.task.n_arm)
 
     def _observe(self, joint_pos: jax.Array, joint_vel: jax.Array, task_state: ReachState, domain: Domain, noise: dict[str, jax.Array]) -> jax.Array:
         """The observation as the robot's sensors would give it: noise, bias and encoder quantization applied.
@@ -149,7 +152,7 @@ class ReachEnv:
         The end effector is computed from the measured joints (as on hardware) before its own noise.
         """
         measured_pos = self._noisy("obs_joint_pos_noise", joint_pos, domain, noise)
-        resolution = joint_values(domain.values, self._param("encoder_resolution"), "encoder_resolution", self.task.n_arm, 0.0)
+        resolution = self._episode_joint_values("encoder_resolution", domain)
         if resolution is not None:
             measured_pos = jnp.where(resolution > 0, jnp.round(measured_pos / jnp.where(resolution > 0, resolution, 1.0)) * resolution, measured_pos)
         measured_vel = self._noisy("obs_joint_vel_noise", joint_vel, domain, noise)

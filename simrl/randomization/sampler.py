@@ -10,7 +10,6 @@ same way, which is what makes cpu/mjx parity hold under randomization.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -171,10 +170,6 @@ class DomainSampler:
         return out
 
 
-def joint_values(domain_values: dict[str, Any], param: ResolvedParameter | None, kind: str, n_arm: int, default: float) -> Any:
-    """A per-joint episode value spread over all arm joints (``default`` where the profile does not cover a joint)."""
-    if param is None or kind not in domain_values:
-        return None
-    value = domain_values[kind]
-    full = jnp.full((value.shape[0], n_arm), default, jnp.float32)
-    return full.at[:, param.arm_index].set(value)
+def spread_over_joints(value: jax.Array, param: ResolvedParameter, n_arm: int) -> jax.Array:
+    """Values (N, covered joints) placed into (N, n_arm), zero on the joints the parameter does not cover."""
+    return jnp.zeros((value.shape[0], n_arm), value.dtype).at[:, param.arm_index].set(value)

@@ -24,9 +24,9 @@ TreeT = TypeVar("TreeT")
 META_KEY = "__meta__"
 
 
-def _named_leaves(tree: Any) -> list[tuple[str, Any]]:
-    leaves, _ = jax.tree_util.tree_flatten_with_path(tree)
-    return [(jax.tree_util.keystr(path, simple=True, separator="/"), leaf) for path, leaf in leaves]
+def _leaf_name(key_path: Any) -> str:
+    """The name an array is stored under: its pytree path, ``params/policy/0/w``."""
+    return jax.tree_util.keystr(key_path, simple=True, separator="/")
 
 
 def _host_array(leaf: Any) -> np.ndarray:
@@ -37,7 +37,8 @@ def _host_array(leaf: Any) -> np.ndarray:
 
 def save_checkpoint(path: Path, tree: Any, meta: dict[str, Any]) -> None:
     """Write ``tree`` (arrays) and ``meta`` (JSON-able) to ``path`` atomically."""
-    arrays = {name: _host_array(leaf) for name, leaf in _named_leaves(tree)}
+    leaves, _ = jax.tree_util.tree_flatten_with_path(tree)
+    arrays = {_leaf_name(key_path): _host_array(leaf) for key_path, leaf in leaves}
     arrays[META_KEY] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
     atomic_write(path, lambda f: np.savez(f, **arrays))
 
@@ -66,7 +67,7 @@ def load_checkpoint(path: Path, template: TreeT) -> tuple[TreeT, dict[str, Any]]
     leaves, treedef = jax.tree_util.tree_flatten_with_path(template)
     restored = []
     for key_path, leaf in leaves:
-        name = jax.tree_util.keystr(key_path, simple=True, separator="/")
+        name = _leaf_name(key_path)
         if name not in stored:
             raise SimrlError(f"{path}: checkpoint has no array '{name}' (saved by another algorithm or network layout?)")
         value = stored.pop(name)
