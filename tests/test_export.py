@@ -22,8 +22,8 @@ from simrl.train.networks import mlp_apply
 from simrl.train.normalization import OBS_CLIP
 from simrl.train.policy import Policy, load_policy
 from simrl.train.run_dir import RunDir
-from tests.cli import run_simrl
-from tests.tiny_run import write_short_episodes, write_tiny_recipe
+from tests.cli import assert_one_line_error, run_simrl
+from tests.tiny_run import tiny_train_args, write_tiny_recipe
 
 METADATA_KEYS = {
     "simrl_version", "robot", "task", "algo", "action_space", "action_scale", "control_dt", "arm_joints", "observation_layout",
@@ -35,10 +35,7 @@ METADATA_KEYS = {
 def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny PPO run on so101, trained once for the whole module."""
     folder = tmp_path_factory.mktemp("export")
-    trained = run_simrl(
-        "train", "reach", "--robot", "so101", "--backend", "cpu", "--config", str(write_tiny_recipe(folder)),
-        "--task-config", str(write_short_episodes(folder)), "--logdir", str(folder / "runs"), "--no-progress",
-    )  # fmt: skip
+    trained = run_simrl(*tiny_train_args(folder, write_tiny_recipe(folder)))
     assert trained.returncode == 0, trained.stderr
     (path,) = (folder / "runs").iterdir()
     return path
@@ -144,10 +141,7 @@ def test_bench_policy_reports_ordered_positive_latencies(exported):
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(args, message):
-    result = run_simrl(*args)
-    assert result.returncode == 2
-    assert message in result.stderr
-    assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
+    assert_one_line_error(run_simrl(*args), message)
 
 
 def test_export_into_a_missing_folder_is_one_line(run):

@@ -12,15 +12,8 @@ import pytest
 import yaml
 
 from simrl.train.checkpoint import load_arrays
-from tests.cli import run_simrl, simrl_command
-from tests.tiny_run import write_short_episodes, write_tiny_recipe
-
-
-def tiny_train_args(tmp_path: Path, recipe: Path) -> list[str]:
-    return [
-        "train", "reach", "--robot", "so101", "--backend", "cpu", "--config", str(recipe),
-        "--task-config", str(write_short_episodes(tmp_path)), "--logdir", str(tmp_path / "runs"), "--no-progress",
-    ]  # fmt: skip
+from tests.cli import assert_one_line_error, run_simrl, simrl_command
+from tests.tiny_run import tiny_train_args, write_tiny_recipe
 
 
 def only_run(tmp_path: Path) -> Path:
@@ -82,10 +75,7 @@ def test_eval_gives_the_same_figures_for_the_same_seed(tmp_path):
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(args, message):
-    result = run_simrl(*args)
-    assert result.returncode == 2
-    assert message in result.stderr
-    assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
+    assert_one_line_error(run_simrl(*args), message)
 
 
 def test_a_typo_in_a_recipe_names_the_file_and_suggests_the_field(tmp_path):

@@ -31,3 +31,11 @@ def write_short_episodes(folder: Path) -> Path:
     path = folder / "reach-short.yaml"
     path.write_text(yaml.safe_dump({**settings, "episode_steps": 8}))
     return path
+
+
+def tiny_train_args(folder: Path, recipe: Path) -> list[str]:
+    """`simrl train reach` on so101 with ``recipe``, 8-step episodes and runs under ``folder/runs``."""
+    return [
+        "train", "reach", "--robot", "so101", "--backend", "cpu", "--config", str(recipe),
+        "--task-config", str(write_short_episodes(folder)), "--logdir", str(folder / "runs"), "--no-progress",
+    ]  # fmt: skip
