@@ -113,7 +113,15 @@ KINDS: dict[str, Kind] = {
     "goal_workspace_scale": Kind(
         "none", "scale", "episode", "x", "size of the goal box about its centre", nonnegative=True, applies=("scale",)
     ),
+    # Only the deploy bus emulators act on it (simrl.deploy.reality); the training env ignores it.
+    "reply_drop_rate": Kind(
+        "none", "add", "episode", "probability", "chance that a motor's reply is lost on the bus (bus emulators only)",
+        nonnegative=True, applies=("add",),
+    ),
 }
+
+# Kinds whose value is a fraction, with what it is a fraction of (for the error message).
+AT_MOST_ONE = {"latency_substeps": "a fraction of a control period", "reply_drop_rate": "a probability"}
 
 # Model fields each kind writes (the physics backends' PER_WORLD_FIELDS); the rest live in the env layer.
 MODEL_KINDS = {
@@ -153,6 +161,7 @@ class Profile(StrictModel):
     encoder_resolution: Optional[ParameterSpec] = None
     init_joint_noise: Optional[ParameterSpec] = None
     goal_workspace_scale: Optional[ParameterSpec] = None
+    reply_drop_rate: Optional[ParameterSpec] = None
 
     @pydantic.field_validator(*KINDS)
     @classmethod
@@ -181,8 +190,8 @@ def _check_kind(name: str, kind: Kind, spec: ParameterSpec) -> None:
         raise ValueError(f"{name}: a scale must not be negative, but the distribution reaches {low} (set low >= 0)")
     if kind.nonnegative and low < 0:
         raise ValueError(f"{name}: must not be negative, but the distribution reaches {low} (set low >= 0)")
-    if name == "latency_substeps" and spec.bounds()[1] > 1:
-        raise ValueError(f"latency_substeps: a fraction of a control period must be at most 1, got high = {spec.bounds()[1]}")
+    if name in AT_MOST_ONE and spec.bounds()[1] > 1:
+        raise ValueError(f"{name}: {AT_MOST_ONE[name]} must be at most 1, got high = {spec.bounds()[1]}")
 
 
 def _override(base: dict[str, Any], section: dict[str, Any]) -> dict[str, Any]:
