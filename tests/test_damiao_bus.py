@@ -1,0 +1,390 @@
+"""Damiao wire codecs against hand-computed bytes, and DamiaoBus against the emulator on python-can's virtual bus."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Iterator
+
+import can
+import numpy as np
+import pytest
+
+from simrl.deploy.buses.base import BusError, MotorCommand
+from simrl.deploy.buses.damiao import (
+    DAMIAO_LIMITS,
+    DamiaoBus,
+    DamiaoConfigError,
+    DamiaoMotor,
+    pack_mit_command,
+    pack_mit_reply,
+    pack_param,
+    unpack_mit_command,
+    unpack_mit_reply,
+    unpack_param,
+)
+from simrl.deploy.emulator import DamiaoEmulator
+from simrl.deploy.plant import MotorSample
+
+# The right OpenArm: ids 1..7 answering on 0x11..0x17 (ROBOTS.md, lerobot OPENARMS_ARM_MOTOR_IDS).
+OPENARM_MOTORS = tuple(
+    DamiaoMotor(f"joint{i + 1}", i + 1, 0x11 + i, model)
+    for i, model in enumerate(("DM8009", "DM8009", "DM4340", "DM4340", "DM4310", "DM4310", "DM4310"))
+)
+
+
+class FakePlant:
+    """A ``MotorPlant`` double: each accepted command moves the motor halfway to its target.
+
+    Velocity and torque are distinct per motor so a reply routed to the wrong slot
+    shows up; ``silent`` motors have every reply dropped.
+    """
+
+    def __init__(self, num_motors: int) -> None:
+        self.num_motors = num_motors
+        self.enabled = [False] * num_motors
+        self.position = [0.3 * i - 0.9 for i in range(num_motors)]
+        self.commands: list[tuple[int, float, float, float, float, float]] = []
+        self.silent: set[int] = set()
+
+    def set_enabled(self, motor: int, enabled: bool) -> None:
+        self.enabled[motor] = enabled
+
+    def set_command(self, motor: int, position: float, velocity: float, kp: float, kd: float, torque: float) -> None:
+        self.commands.append((motor, position, velocity, kp, kd, torque))
+        self.position[motor] += 0.5 * (position - self.position[motor])
+
+    def sample(self, motor: int) -> MotorSample:
+        return MotorSample(position=self.position[motor], velocity=0.7 * motor - 2.0, torque=1.5 - 0.4 * motor)
+
+    def drops_reply(self, motor: int) -> bool:
+        return motor in self.silent
+
+
+def steps(model: str) -> dict[str, float]:
+    """One quantization step of each MIT field for ``model``."""
+    lim = DAMIAO_LIMITS[model]
+    return {
+        "q": 2 * lim.pmax / 65535,
+        "dq": 2 * lim.vmax / 4095,
+        "kp": lim.kp_max / 4095,
+        "kd": lim.kd_max / 4095,
+        "tau": 2 * lim.tmax / 4095,
+    }
+
+
+# ---------------------------------------------------------------- codecs
+
+
+@pytest.mark.parametrize("model", sorted(DAMIAO_LIMITS))
+@pytest.mark.parametrize("fraction", [-1.0, -0.37, 0.0, 0.5, 0.999, 1.0])
+def test_mit_command_round_trip_within_one_step(model: str, fraction: float) -> None:
+    lim = DAMIAO_LIMITS[model]
+    step = steps(model)
+    sent = (fraction * lim.pmax, fraction * lim.vmax, abs(fraction) * 500, abs(fraction) * 5, fraction * lim.tmax)
+    got = unpack_mit_command(lim, pack_mit_command(lim, *sent))
+    for name, x, y in zip(("q", "dq", "kp", "kd", "tau"), sent, got):
+        assert abs(x - y) <= step[name], (name, x, y)
+
+
+@pytest.mark.parametrize("model", sorted(DAMIAO_LIMITS))
+def test_mit_command_clamps_to_ranges(model: str) -> None:
+    lim = DAMIAO_LIMITS[model]
+    high = unpack_mit_command(lim, pack_mit_command(lim, 3 * lim.pmax, 3 * lim.vmax, 900, 9, 3 * lim.tmax))
+    low = unpack_mit_command(lim, pack_mit_command(lim, -3 * lim.pmax, -3 * lim.vmax, -1, -1, -3 * lim.tmax))
+    assert high == pytest.approx((lim.pmax, lim.vmax, 500.0, 5.0, lim.tmax), abs=1e-12)
+    assert low == pytest.approx((-lim.pmax, -lim.vmax, 0.0, 0.0, -lim.tmax), abs=1e-12)
+
+
+@pytest.mark.parametrize("model", sorted(DAMIAO_LIMITS))
+@pytest.mark.parametrize("fraction", [-1.0, -0.2, 0.0, 0.61, 1.0])
+def test_mit_reply_round_trip(model: str, fraction: float) -> None:
+    lim = DAMIAO_LIMITS[model]
+    step = steps(model)
+    data = pack_mit_reply(lim, 0x25, 1, fraction * lim.pmax, fraction * lim.vmax, fraction * lim.tmax, 41, 300)
+    motor_id, status, q, dq, tau, t_mos, t_rotor = unpack_mit_reply(lim, data)
+    assert (motor_id, status, t_mos, t_rotor) == (0x5, 1, 41, 255)  # id low nibble; temperature byte saturates
+    assert abs(q - fraction * lim.pmax) <= step["q"]
+    assert abs(dq - fraction * lim.vmax) <= step["dq"]
+    assert abs(tau - fraction * lim.tmax) <= step["tau"]
+
+
+@pytest.mark.parametrize(
+    ("model", "values", "expected"),
+    [
+        # DM4310, all zero: q (12.5/25)*65535 = 32767.5 -> 32767 = 0x7FFF (truncated, as openarm_can);
+        # dq, tau 0.5*4095 = 2047.5 -> 0x7FF; kp = kd = 0.
+        # B2 = dq>>4 = 7F, B3 = (dq&F)<<4 | kp>>8 = F0, B6 = (kd&F)<<4 | tau>>8 = 07, B7 = FF.
+        ("DM4310", (0.0, 0.0, 0.0, 0.0, 0.0), "7F FF 7F F0 00 00 07 FF"),
+        # DM8009: q 1.0 -> 13.5/25*65535 = 35388.9 -> 35388 = 0x8A3C; dq -4.5 -> 40.5/90*4095 = 1842.75
+        # -> 0x732; kp 240 -> 0.48*4095 = 1965.6 -> 0x7AD; kd 5 -> 0xFFF; tau -20 -> 34/108*4095 = 1289.2 -> 0x509.
+        # B2 = 73, B3 = 2<<4 | 7 = 27, B4 = AD, B5 = FF, B6 = F<<4 | 5 = F5, B7 = 09.
+        ("DM8009", (1.0, -4.5, 240.0, 5.0, -20.0), "8A 3C 73 27 AD FF F5 09"),
+        # DM4340 with clamping: q 20 -> 12.5 -> 0xFFFF; dq -3 -> 7/20*4095 = 1433.25 -> 0x599;
+        # kp 600 -> 500 -> 0xFFF; kd 0.3 -> 0.06*4095 = 245.7 -> 0x0F5; tau -30 -> -28 -> 0x000.
+        # B2 = 59, B3 = 9<<4 | F = 9F, B4 = FF, B5 = 0F, B6 = 5<<4 | 0 = 50, B7 = 00.
+        ("DM4340", (20.0, -3.0, 600.0, 0.3, -30.0), "FF FF 59 9F FF 0F 50 00"),
+    ],
+)
+def test_mit_command_matches_hand_computed_bytes(model: str, values: tuple[float, ...], expected: str) -> None:
+    assert pack_mit_command(DAMIAO_LIMITS[model], *values) == bytes.fromhex(expected)
+
+
+def test_mit_reply_unpacks_hand_written_bytes() -> None:
+    lim = DAMIAO_LIMITS["DM4310"]
+    # B0 0x13: status 1 (enabled), motor 3; q 0x8000; dq 0x800 (B3 0x80, B4 high nibble 0);
+    # tau 0x7FF (B4 low nibble 7, B5 FF); MOSFET 0x28 = 40 °C; rotor 0x2D = 45 °C.
+    got = unpack_mit_reply(lim, bytes.fromhex("13 80 00 80 07 FF 28 2D"))
+    assert got[:2] == (3, 1) and got[5:] == (40, 45)
+    assert got[2:5] == pytest.approx((32768 / 65535 * 25 - 12.5, 2048 / 4095 * 60 - 30, 2047 / 4095 * 20 - 10))
+    # B0 0xE5: overload (0xE) on motor 5; all-ones fields decode to the range tops.
+    fault = unpack_mit_reply(DAMIAO_LIMITS["DM8009"], bytes.fromhex("E5 FF FF FF FF FF 00 00"))
+    assert fault[:2] == (5, 0xE)
+    assert fault[2:5] == pytest.approx((12.5, 45.0, 54.0))
+
+
+def test_param_frames_match_hand_computed_bytes() -> None:
+    # write RID 10 (uint32) = 1 to motor 3: [03, 00, 55, 0A, 01 00 00 00]
+    assert pack_param(3, 0x55, 10, 1) == bytes.fromhex("03 00 55 0A 01 00 00 00")
+    # read reply of RID 21 (PMAX, float32) = 12.5 = 0x41480000, little-endian
+    assert unpack_param(bytes.fromhex("02 01 33 15 00 00 48 41")) == (0x102, 0x33, 21, 12.5)
+
+
+def test_nan_command_is_refused() -> None:
+    with pytest.raises(DamiaoConfigError, match="NaN"):
+        pack_mit_command(DAMIAO_LIMITS["DM4310"], float("nan"), 0, 0, 0, 0)
+
+
+def test_motor_list_errors_name_the_problem() -> None:
+    with pytest.raises(DamiaoConfigError, match="did you mean 'DM4310'"):
+        DamiaoMotor("j", 1, 0x11, "DM431")
+    with pytest.raises(DamiaoConfigError, match="can_id 0x7ff"):
+        DamiaoMotor("j", 0x7FF, 0x11, "DM4310")
+    with pytest.raises(DamiaoConfigError, match="'a' and 'b' share the same can_id"):
+        DamiaoBus([DamiaoMotor("a", 1, 0x11, "DM4310"), DamiaoMotor("b", 1, 0x12, "DM4310")])
+    with pytest.raises(DamiaoConfigError, match="also motor command ids"):
+        DamiaoBus([DamiaoMotor("a", 1, 2, "DM4310"), DamiaoMotor("b", 2, 0x12, "DM4310")])
+
+
+# ---------------------------------------------------------------- bus <-> emulator
+
+
+@pytest.fixture
+def channel() -> str:
+    """A virtual channel of the test's own, so tests never hear each other's frames."""
+    return f"damiao-{uuid.uuid4().hex}"
+
+
+@pytest.fixture
+def plant() -> FakePlant:
+    return FakePlant(len(OPENARM_MOTORS))
+
+
+@pytest.fixture
+def emulator(plant: FakePlant, channel: str) -> Iterator[DamiaoEmulator]:
+    wire = can.Bus(interface="virtual", channel=channel)
+    with DamiaoEmulator(plant, OPENARM_MOTORS, wire) as emulator:
+        yield emulator
+    wire.shutdown()
+
+
+def make_bus(channel: str, **options: float) -> tuple[DamiaoBus, can.BusABC]:
+    """A DamiaoBus on its own virtual end (timeouts generous: the test machine is shared)."""
+    wire = can.Bus(interface="virtual", channel=channel)
+    settings = {"reply_timeout": 0.5, "setup_timeout": 0.2, **options}
+    bus = DamiaoBus(OPENARM_MOTORS, can_bus=wire, **settings)  # type: ignore[arg-type]
+    bus.open()
+    return bus, wire
+
+
+@pytest.fixture
+def bus(channel: str, emulator: DamiaoEmulator) -> Iterator[DamiaoBus]:
+    bus, wire = make_bus(channel)
+    yield bus
+    wire.shutdown()
+
+
+def assert_matches_plant(readings: object, plant: FakePlant) -> None:
+    for i, m in enumerate(OPENARM_MOTORS):
+        sample, step = plant.sample(i), steps(m.model)
+        assert abs(readings.position[i] - sample.position) <= step["q"]  # type: ignore[attr-defined]
+        assert abs(readings.velocity[i] - sample.velocity) <= step["dq"]  # type: ignore[attr-defined]
+        assert abs(readings.torque[i] - sample.torque) <= step["tau"]  # type: ignore[attr-defined]
+
+
+def test_enable_puts_motors_in_mit_mode_and_reports_status_1(bus: DamiaoBus, plant: FakePlant) -> None:
+    bus.write_param("joint2", 10, 2)  # leave one motor in position-velocity mode
+    assert bus.read_param("joint2", 10) == 2
+    readings = bus.enable()
+    assert readings.status.tolist() == [1] * 7 and readings.fresh.all()
+    assert plant.enabled == [True] * 7
+    assert bus.read_param("joint2", 10) == 1
+    assert bus.read_param("joint5", 21) == 12.5  # PMAX, a float register
+    assert_matches_plant(readings, plant)
+
+
+def test_exchange_delivers_commands_and_returns_plant_state(bus: DamiaoBus, plant: FakePlant) -> None:
+    bus.enable()
+    target = np.array([0.5, -0.4, 0.3, 1.2, -1.0, 0.2, 0.7])
+    command = MotorCommand(
+        position=target,
+        velocity=np.linspace(-2, 2, 7),
+        kp=np.array([240, 240, 240, 240, 24, 31, 25.0]),
+        kd=np.array([5, 5, 3, 5, 0.3, 0.3, 0.3]),
+        torque=np.linspace(3, -3, 7),
+    )
+    readings = bus.exchange(command)
+    assert readings.fresh.all() and readings.status.tolist() == [1] * 7
+    assert_matches_plant(readings, plant)
+    assert sorted(c[0] for c in plant.commands) == list(range(7))
+    for motor, q, dq, kp, kd, tau in plant.commands:
+        step = steps(OPENARM_MOTORS[motor].model)
+        assert abs(q - command.position[motor]) <= step["q"]
+        assert abs(dq - command.velocity[motor]) <= step["dq"]
+        assert abs(kp - command.kp[motor]) <= step["kp"]
+        assert abs(kd - command.kd[motor]) <= step["kd"]
+        assert abs(tau - command.torque[motor]) <= step["tau"]
+    # The plant moved halfway toward the target; the next exchange reports the new state.
+    assert_matches_plant(bus.exchange(command), plant)
+
+
+def test_disabled_motors_answer_but_ignore_mit_commands(bus: DamiaoBus, plant: FakePlant) -> None:
+    readings = bus.exchange(MotorCommand.hold(np.ones(7), np.full(7, 50.0), np.ones(7)))
+    assert readings.fresh.all() and readings.status.tolist() == [0] * 7
+    assert plant.commands == []
+
+
+def test_dropped_replies_are_stale_and_the_exchange_ends_at_the_timeout(
+    channel: str, emulator: object, plant: FakePlant
+) -> None:
+    bus, wire = make_bus(channel, reply_timeout=0.05)
+    try:
+        before = bus.enable()
+        plant.silent = {2}
+        start = time.monotonic()
+        readings = bus.exchange(MotorCommand.hold(np.zeros(7), np.full(7, 10.0), np.ones(7)))
+        elapsed = time.monotonic() - start
+    finally:
+        wire.shutdown()
+    assert readings.fresh.tolist() == [True, True, False, True, True, True, True]
+    assert 0.05 <= elapsed < 0.5  # waited out the timeout for motor 3, and no longer
+    assert readings.position[2] == before.position[2]  # the last reply, kept
+    assert plant.position[2] != pytest.approx(before.position[2])  # the command still reached motor 3
+
+
+def test_a_late_reply_is_not_taken_for_this_exchange(channel: str, emulator: object, plant: FakePlant) -> None:
+    bus, wire = make_bus(channel, reply_timeout=0.05)
+    stray = can.Bus(interface="virtual", channel=channel)
+    try:
+        bus.enable()
+        plant.silent = {2}
+        # Motor 3's reply to an earlier exchange, arriving after that exchange gave up on it.
+        late = pack_mit_reply(OPENARM_MOTORS[2].limits, 3, 1, 0.25, 0.0, 0.0, 25, 25)
+        stray.send(can.Message(arbitration_id=0x13, data=late, is_extended_id=False))
+        readings = bus.exchange(MotorCommand.hold(np.zeros(7), np.full(7, 10.0), np.ones(7)))
+    finally:
+        stray.shutdown()
+        wire.shutdown()
+    assert readings.fresh.tolist() == [True, True, False, True, True, True, True]
+
+
+def test_a_fault_blocks_enable_until_cleared(channel: str, emulator: DamiaoEmulator, plant: FakePlant) -> None:
+    bus, wire = make_bus(channel, setup_timeout=0.05, retries=1)
+    try:
+        bus.enable()
+        emulator.inject_fault(3, 0xA)
+        readings = bus.exchange(MotorCommand.hold(np.zeros(7), np.full(7, 10.0), np.ones(7)))
+        assert readings.status.tolist() == [1, 1, 1, 0xA, 1, 1, 1] and not plant.enabled[3]
+        fault = r"enable failed after 2 tries: motor 'joint4' .* answered status 0xa \(over-current\)$"
+        with pytest.raises(BusError, match=fault):
+            bus.enable()
+        assert bus.clear_errors().status.tolist() == [1, 1, 1, 0, 1, 1, 1]
+        assert bus.enable().status.tolist() == [1] * 7 and plant.enabled[3]
+    finally:
+        wire.shutdown()
+
+
+def test_disable_reports_status_0_and_frees_the_plant(bus: DamiaoBus, plant: FakePlant) -> None:
+    bus.enable()
+    readings = bus.disable()
+    assert readings.status.tolist() == [0] * 7 and readings.fresh.all()
+    assert plant.enabled == [False] * 7
+
+
+def test_set_zero_offsets_reported_and_commanded_positions(bus: DamiaoBus, plant: FakePlant) -> None:
+    raw = list(plant.position)
+    assert np.abs(bus.set_zero().position).max() <= steps("DM4310")["q"]
+    bus.enable()
+    bus.exchange(MotorCommand.hold(np.zeros(7), np.full(7, 10.0), np.ones(7)))
+    for motor, q, *_ in plant.commands:  # "hold 0" is the old raw angle in the plant's frame
+        assert abs(q - raw[motor]) <= 2 * steps(OPENARM_MOTORS[motor].model)["q"]
+
+
+def test_refresh_reads_state_without_commanding(bus: DamiaoBus, plant: FakePlant) -> None:
+    readings = bus.refresh()
+    assert readings.fresh.all() and plant.commands == []
+    assert_matches_plant(readings, plant)
+    assert bus.clear_errors().status.tolist() == [0] * 7
+
+
+def test_parameter_errors_name_motor_and_register(channel: str, emulator: object) -> None:
+    bus, wire = make_bus(channel, setup_timeout=0.02, retries=1)
+    try:
+        with pytest.raises(BusError, match=r"register 21 failed after 2 tries: motor 'joint1' .* kept it at 12.5"):
+            bus.write_param("joint1", 21, 20.0)  # PMAX is read-only in the emulated firmware
+        with pytest.raises(BusError, match=r"register 99 .* motor 'joint4' .* never answered"):
+            bus.read_param("joint4", 99)
+        with pytest.raises(DamiaoConfigError, match="did you mean 'joint4'"):
+            bus.read_param("joint44", 10)
+    finally:
+        wire.shutdown()
+
+
+def test_enable_names_the_motor_that_never_answers(channel: str, emulator: object, plant: FakePlant) -> None:
+    plant.silent = {2, 6}
+    bus, wire = make_bus(channel, setup_timeout=0.02, retries=1)
+    try:
+        with pytest.raises(BusError) as error:
+            bus.enable()
+    finally:
+        wire.shutdown()
+    message = str(error.value)
+    assert "\n" not in message
+    assert "'joint3' (id 0x03, replies on 0x13) never answered" in message
+    assert "'joint7'" in message and "'joint1'" not in message
+
+
+def test_vanished_bus_raises_a_one_line_bus_error(channel: str, emulator: object) -> None:
+    bus, wire = make_bus(channel)
+    bus.enable()
+    wire.shutdown()  # the adapter disappears under the bus
+    with pytest.raises(BusError) as error:
+        bus.exchange(MotorCommand.hold(np.zeros(7), np.zeros(7), np.zeros(7)))
+    assert "\n" not in str(error.value) and "Virtual bus channel" in str(error.value)
+
+
+def test_open_failure_names_interface_and_channel() -> None:
+    bus = DamiaoBus(OPENARM_MOTORS, interface="no_such_adapter", channel="can7")
+    with pytest.raises(BusError, match=r"cannot open CAN interface 'no_such_adapter' channel 'can7': ") as error:
+        bus.open()
+    assert "\n" not in str(error.value)
+    with pytest.raises(BusError, match="not open; call open"):
+        bus.exchange(MotorCommand.hold(np.zeros(7), np.zeros(7), np.zeros(7)))
+
+
+def test_command_of_wrong_length_is_refused(bus: DamiaoBus) -> None:
+    with pytest.raises(DamiaoConfigError, match=r"allowed: 7 \(one per motor\)"):
+        bus.exchange(MotorCommand.hold(np.zeros(6), np.zeros(6), np.zeros(6)))
+
+
+def test_close_leaves_a_passed_in_bus_to_its_owner(channel: str, emulator: object) -> None:
+    bus, wire = make_bus(channel)
+    try:
+        bus.close()
+        bus.close()
+        with pytest.raises(BusError, match="not open"):
+            bus.refresh()
+        bus.open()  # the same passed-in bus again, still usable
+        assert bus.refresh().fresh.all()
+    finally:
+        wire.shutdown()
