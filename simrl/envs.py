@@ -207,7 +207,8 @@ class ReachEnv:
         target_noise = self._noisy("action_noise", jnp.zeros_like(target), state.domain, noise) * self.robot.config.action_scale.joint_delta
         target = jnp.clip(target + target_noise, self.task.joint_low, self.task.joint_high)
         ctrl, history = self._delayed(self._ctrl(target), state)
-        physics = self.physics.step(state.physics, ctrl, state.domain.model or None).state
+        # A world's physics is redrawn only when its episode starts (step_count 0): the cpu backend rewrites just those.
+        physics = self.physics.step(state.physics, ctrl, state.domain.model or None, changed=state.step_count == 0).state
 
         joint_pos, joint_vel = self._arm(physics.qpos, physics.qvel)
         task_state = ReachState(goal=state.task.goal, target=target, last_action=action)

@@ -136,6 +136,27 @@ def test_cpu_backend_parameters_follow_each_call() -> None:
     np.testing.assert_array_equal(_run(backend, robot, targets), nominal)
 
 
+def test_cpu_backend_rewrites_only_the_worlds_promised_as_changed() -> None:
+    """With ``changed``, the backend trusts the mask instead of comparing: unmarked worlds keep their model."""
+    robot = load_robot("so101")
+    n = 3
+    backend = make_backend("cpu", robot.model, robot.substeps, n)
+    state = PhysicsState(jnp.tile(jnp.asarray(robot.home_qpos, jnp.float32), (n, 1)), jnp.zeros((n, robot.model.nv), jnp.float32))
+    ctrl = jnp.tile(jnp.asarray(robot.home_ctrl, jnp.float32), (n, 1)).at[:, robot.arm_actuators].add(0.4)
+    nominal = np.tile(robot.model.dof_damping, (n, 1)).astype(np.float32)
+    heavy = nominal * 30.0
+    backend.step(state, ctrl, {"dof_damping": nominal}, changed=jnp.ones(n, bool))
+    # Worlds 0 and 1 get heavy damping, but only world 0 is marked: world 1 must keep its nominal model.
+    params = {"dof_damping": np.stack([heavy[0], heavy[1], nominal[2]])}
+    moved = np.asarray(backend.step(state, ctrl, params, changed=jnp.array([True, False, False])).state.qpos)
+    reference = np.asarray(make_backend("cpu", robot.model, robot.substeps, n).step(state, ctrl, {"dof_damping": nominal}).state.qpos)
+    np.testing.assert_array_equal(moved[1:], reference[1:])
+    assert np.abs(moved[0] - reference[0]).max() > 1e-4
+    # Without a mask every value is compared again, so world 1's heavy damping now applies.
+    compared = np.asarray(backend.step(state, ctrl, params).state.qpos)
+    assert np.abs(compared[1] - reference[1]).max() > 1e-4
+
+
 def test_per_substep_controls_equal_to_held_ones_change_nothing() -> None:
     """The 3-D path fills the same rollout buffer the 2-D path broadcasts into."""
     robot = load_robot("so101")

@@ -76,8 +76,15 @@ class Backend(Protocol):
     num_worlds: int
     substeps: int
 
-    def step(self, state: PhysicsState, ctrl: Array, params: ModelParams | None = None) -> StepOutput:
-        """Advance every world by ``substeps`` physics steps under ``ctrl`` (N, nu) or (N, substeps, nu)."""
+    def step(self, state: PhysicsState, ctrl: Array, params: ModelParams | None = None, changed: Array | None = None) -> StepOutput:
+        """Advance every world by ``substeps`` physics steps under ``ctrl`` (N, nu) or (N, substeps, nu).
+
+        ``changed`` (N,) bool is the caller's promise that only those worlds'
+        ``params`` may differ from the previous step's (the env knows: a
+        world's physics is redrawn only when its episode starts); ``None``
+        promises nothing. A backend that keeps per-world models uses it to
+        skip comparing every parameter of every world every step.
+        """
         ...
 
 

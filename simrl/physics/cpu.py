@@ -56,30 +56,44 @@ class CpuBackend:
         """Stop the thread pool."""
         self._rollout.close()
 
-    def _apply_params(self, params: dict[str, np.ndarray]) -> None:
-        """Write per-world fields into per-world model copies, touching only worlds that changed."""
+    def _apply_params(self, params: dict[str, np.ndarray], promised: np.ndarray | None) -> None:
+        """Write per-world fields into per-world model copies, touching only worlds that changed.
+
+        ``promised`` is the caller's (N,) mask of worlds that may have changed
+        (see ``Backend.step``); without it every value is compared with the
+        last one written.
+        """
         if self._model_copies is None or set(params) != set(self._applied):
             # A different set of fields: start again from the nominal model so no stale field survives.
             self._model_copies = [copy.copy(self.model) for _ in range(self.num_worlds)]
             self._applied = {}
-        changed = np.zeros(self.num_worlds, dtype=bool)
-        for name, value in params.items():
-            previous = self._applied.get(name)
-            if previous is None:
-                changed[:] = True
-            else:
-                changed |= np.any((value != previous).reshape(self.num_worlds, -1), axis=1)
+            promised = None
+        if promised is not None:
+            changed = promised
+        else:
+            changed = np.zeros(self.num_worlds, dtype=bool)
+            for name, value in params.items():
+                previous = self._applied.get(name)
+                if previous is None:
+                    changed[:] = True
+                else:
+                    changed |= np.any((value != previous).reshape(self.num_worlds, -1), axis=1)
         if not changed.any():
             return  # the usual case: parameters change only when an episode restarts
         for world in np.flatnonzero(changed):
             for name, value in params.items():
                 model_field(self._model_copies[world], name)[...] = value[world]
-        self._applied = {name: value.copy() for name, value in params.items()}
+        # Comparisons need the values written; with a promise the field set is all that is checked.
+        self._applied = {name: value.copy() for name, value in params.items()} if promised is None else dict.fromkeys(params)
 
-    def _host_step(self, param_names: tuple[str, ...], qpos: np.ndarray, qvel: np.ndarray, ctrl: np.ndarray, *param_values: np.ndarray):
+    def _host_step(
+        self, param_names: tuple[str, ...], qpos: np.ndarray, qvel: np.ndarray, ctrl: np.ndarray, *params_and_changed: np.ndarray
+    ):
         models = self._shared_models
         if param_names:
-            self._apply_params({n: np.asarray(v) for n, v in zip(param_names, param_values)})  # compared as given, widened on write
+            param_values = params_and_changed[: len(param_names)]
+            promised = np.asarray(params_and_changed[-1], bool) if len(params_and_changed) > len(param_names) else None
+            self._apply_params({n: np.asarray(v) for n, v in zip(param_names, param_values)}, promised)  # widened on write
             models = self._model_copies
         self._initial[:, self._qpos] = qpos
         self._initial[:, self._qvel] = qvel
@@ -104,7 +118,7 @@ class CpuBackend:
             self._sensors[:, -1].astype(dtype),
         )
 
-    def step(self, state: PhysicsState, ctrl: Array, params: ModelParams | None = None) -> StepOutput:
+    def step(self, state: PhysicsState, ctrl: Array, params: ModelParams | None = None, changed: Array | None = None) -> StepOutput:
         check_ctrl(ctrl, self.num_worlds, self.substeps, self.model.nu)
         params = dict(params or {})
         if params:
@@ -122,6 +136,7 @@ class CpuBackend:
             state.qvel,
             jnp.asarray(ctrl, dtype),
             *params.values(),
+            *([jnp.asarray(changed, bool)] if params and changed is not None else []),
             vmap_method="sequential",
         )
         return StepOutput(PhysicsState(qpos, qvel), sensors)

@@ -52,7 +52,8 @@ class MjxBackend:
         in_axes = in_axes.tree_replace({name: 0 for name in params})
         return batched, in_axes
 
-    def step(self, state: PhysicsState, ctrl: Array, params: ModelParams | None = None) -> StepOutput:
+    def step(self, state: PhysicsState, ctrl: Array, params: ModelParams | None = None, changed: Array | None = None) -> StepOutput:
+        del changed  # the batched model is rebuilt from params inside the jitted step; nothing to skip
         per_substep = check_ctrl(ctrl, self.num_worlds, self.substeps, self.model.nu)
         params = dict(params or {})
         if params:
