@@ -28,6 +28,7 @@ from simrl.config import StrictModel
 from simrl.train.algorithm import VecEnv, episode_statistics
 from simrl.train.networks import Layers, mlp_apply, mlp_init
 from simrl.train.normalization import RunningNorm
+from simrl.train.parallel import DataParallel
 from simrl.train.policy import Policy
 
 ADAPTIVE_LR_BOUNDS = (1e-5, 1e-2)  # rsl_rl's clamp for the KL-adaptive rate
@@ -121,14 +122,20 @@ def gaussian_entropy(log_std: jax.Array) -> jax.Array:
 
 
 class PPO:
-    """PPO for one env batch; ``total_iterations`` sets the length of the linear rate decay."""
+    """PPO for one env batch; ``total_iterations`` sets the length of the linear rate decay.
+
+    With ``parallel`` over several devices, each minibatch is split over them
+    (see ``simrl.train.parallel``), so its size must divide evenly.
+    """
 
     name = "ppo"
 
-    def __init__(self, env: VecEnv, config: PPOConfig, total_iterations: int):
+    def __init__(self, env: VecEnv, config: PPOConfig, total_iterations: int, parallel: DataParallel | None = None):
         batch = env.num_envs * config.rollout_steps
         if batch % config.minibatches:
             raise ValueError(f"envs x rollout_steps = {batch} is not divisible by minibatches = {config.minibatches}")
+        self.parallel = parallel or DataParallel()
+        self.parallel.check_divides(batch // config.minibatches, "the PPO minibatch size (envs x rollout_steps / minibatches)")
         self.env = env
         self.config = config
         self.total_iterations = max(total_iterations, 1)
@@ -237,6 +244,7 @@ class PPO:
         def epoch(carry: tuple[Any, Any, jax.Array], epoch_key: jax.Array):
             order = jax.random.permutation(epoch_key, size)
             batches = jax.tree_util.tree_map(lambda x: x[order].reshape(cfg.minibatches, -1, *x.shape[1:]), data)
+            batches = self.parallel.split(batches, axis=1)  # each device takes its share of every minibatch
             carry, stats = jax.lax.scan(minibatch_step, carry, batches)
             stats = jax.tree_util.tree_map(jnp.mean, stats)
             params, opt_state, rate = carry

@@ -28,6 +28,7 @@ from simrl.config import StrictModel
 from simrl.train.algorithm import VecEnv, episode_statistics
 from simrl.train.networks import Layers, mlp_apply, mlp_init
 from simrl.train.normalization import RunningNorm
+from simrl.train.parallel import DataParallel
 from simrl.train.policy import Policy
 
 LOG_STD_BOUNDS = (-5.0, 2.0)  # the actor's log-std is squashed into this range, as in CleanRL and SB3
@@ -178,16 +179,23 @@ def squashed_gaussian_sample(key: jax.Array, mean: jax.Array, log_std: jax.Array
 
 
 class SAC:
-    """SAC for one env batch; ``total_iterations`` is unused (constant rates) but keeps PPO's signature."""
+    """SAC for one env batch; ``total_iterations`` is unused (constant rates) but keeps PPO's signature.
+
+    With ``parallel`` over several devices, the replay buffer is replicated
+    (each device holds all of it) and each sampled minibatch is split over
+    the devices (see ``simrl.train.parallel``), so ``batch_size`` must divide evenly.
+    """
 
     name = "sac"
 
-    def __init__(self, env: VecEnv, config: SACConfig, total_iterations: int):
+    def __init__(self, env: VecEnv, config: SACConfig, total_iterations: int, parallel: DataParallel | None = None):
         if config.buffer_size < env.num_envs * config.steps_per_iteration:
             steps = f"{env.num_envs} x {config.steps_per_iteration}"
             raise ValueError(f"buffer_size = {config.buffer_size} cannot hold one iteration's {steps} transitions")
         if config.batch_size > config.buffer_size:
             raise ValueError(f"batch_size = {config.batch_size} is larger than buffer_size = {config.buffer_size}")
+        self.parallel = parallel or DataParallel()
+        self.parallel.check_divides(config.batch_size, "the SAC batch_size")
         self.env = env
         self.config = config
         self.env_steps_per_iteration = env.num_envs * config.steps_per_iteration
@@ -320,7 +328,7 @@ class SAC:
 
         def step(learner: Learner, step_key: jax.Array) -> tuple[Learner, dict[str, jax.Array]]:
             sample_key, grad_key = jax.random.split(step_key)
-            batch = buffer.sample(sample_key, cfg.batch_size)
+            batch = self.parallel.split(buffer.sample(sample_key, cfg.batch_size))  # each device takes its share
             batch = batch._replace(obs=norm(batch.obs), next_obs=norm(batch.next_obs))
             return self._gradient_step(learner, batch, grad_key)
 
