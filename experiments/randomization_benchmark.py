@@ -15,20 +15,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
+from simrl_runs import simrl
+
 RESULTS = Path(__file__).resolve().parent / "results"
 TRAINED_WITH = ("none", "default")
 EVALUATED_UNDER = ("none", "strong")
-
-
-def simrl(*args: str) -> dict:
-    """Run a simrl command with --json and return its figures (stderr passes through for progress)."""
-    done = subprocess.run([sys.executable, "-m", "simrl", *args, "--json"], stdout=subprocess.PIPE, text=True, check=True)
-    return json.loads(done.stdout)
 
 
 def robustness(robot: str, logdir: Path, episodes: int, seed: int) -> list[dict]:

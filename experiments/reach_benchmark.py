@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import matplotlib
+from simrl_runs import first_at, run_evals, simrl
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -33,21 +33,14 @@ LIMIT_S = {"so101": 180.0, "openarm": 300.0, "fr3": 300.0}  # the issue's budget
 TARGET = 0.95
 
 
-def simrl(*args: str) -> dict:
-    """Run a simrl command with --json and return its figures (stderr passes through for progress)."""
-    done = subprocess.run([sys.executable, "-m", "simrl", *args, "--json"], stdout=subprocess.PIPE, text=True, check=True)
-    return json.loads(done.stdout)
-
-
 def run_one(robot: str, algo: str, logdir: Path, eval_seed: int) -> dict:
     print(f"== {robot} {algo}", file=sys.stderr, flush=True)
     start = time.perf_counter()
     summary = simrl("train", "reach", "--robot", robot, "--algo", algo, "--backend", "cpu", "--logdir", str(logdir), "--no-progress")
     process_s = time.perf_counter() - start
-    run_dir = Path(summary["run_dir"])
-    evals = [json.loads(line) for line in (run_dir / "evals.jsonl").read_text().splitlines()]
-    reached = next((e for e in evals if e["success_rate"] >= TARGET), None)
-    final = simrl("eval", str(run_dir), "--episodes", "200", "--seed", str(eval_seed))
+    evals = run_evals(summary)
+    reached = first_at(evals, TARGET)
+    final = simrl("eval", summary["run_dir"], "--episodes", "200", "--seed", str(eval_seed))
     record = {
         "robot": robot,
         "algo": algo,

@@ -21,13 +21,17 @@ errors when its episode starts (``state.domain``); the physics backend gets the
 world's model fields, and latency, noise and quantization are applied here, so
 both backends share them. Rewards and metrics use the true state; ``obs`` is
 what the robot's sensors would report.
+
+``make_sb3_vec_env`` puts the same batch behind Stable-Baselines3's ``VecEnv``
+(``simrl.sb3_env``, imported only when asked for, as SB3 is an optional extra).
 """
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import gymnasium
 import jax
@@ -35,12 +39,17 @@ import jax.numpy as jnp
 import numpy as np
 
 from simrl.errors import SimrlError
+from simrl.extras import require_sb3
 from simrl.physics import Backend, PhysicsState, make_backend
 from simrl.physics.base import delayed_controls
-from simrl.randomization.profile import ResolvedParameter, ResolvedProfile
+from simrl.randomization.apply import quantize
+from simrl.randomization.profile import ResolvedParameter, ResolvedProfile, resolve_profile
 from simrl.randomization.sampler import Domain, DomainSampler, max_latency_steps, spread_over_joints
 from simrl.robots import Robot, load_robot
 from simrl.tasks.reach import ReachConfig, ReachState, ReachTask, load_reach_config
+
+if TYPE_CHECKING:
+    from simrl.sb3_env import ReachVecEnv
 
 
 @jax.tree_util.register_dataclass
@@ -154,7 +163,7 @@ class ReachEnv:
         measured_pos = self._noisy("obs_joint_pos_noise", joint_pos, domain, noise)
         resolution = self._episode_joint_values("encoder_resolution", domain)
         if resolution is not None:
-            measured_pos = jnp.where(resolution > 0, jnp.round(measured_pos / jnp.where(resolution > 0, resolution, 1.0)) * resolution, measured_pos)
+            measured_pos = quantize(jnp, measured_pos, resolution)
         measured_vel = self._noisy("obs_joint_vel_noise", joint_vel, domain, noise)
         ee = self._noisy("obs_ee_noise", self.task.ee_position(jnp, measured_pos), domain, noise, per_joint=False)
         return self.task.observe(jnp, measured_pos, measured_vel, ee, task_state)
@@ -308,3 +317,30 @@ class ReachGymEnv(gymnasium.Env):
         state = self._state
         terminated = bool(state.done[0] & ~state.truncated[0])
         return np.asarray(state.obs[0]), float(state.reward[0]), terminated, bool(state.truncated[0]), self._info(state)
+
+
+def make_sb3_vec_env(
+    task: str,
+    robot: Robot | str,
+    n_envs: int,
+    backend: str = "cpu",
+    task_config: ReachConfig | str | Path | None = None,
+    randomization: str | Path | None = None,
+    seed: int = 0,
+) -> ReachVecEnv:
+    """``n_envs`` worlds of ``task`` as one Stable-Baselines3 ``VecEnv`` (``simrl.sb3_env.ReachVecEnv``), stepped in one jitted call.
+
+    ``randomization`` is a profile name or file (as ``--randomization``). SB3 is
+    imported only here, so simrl works without the ``sb3`` extra; without it
+    this raises a one-line ``SimrlError`` saying what to install.
+    """
+    if task != "reach":
+        raise SimrlError(f"unknown task '{task}' (allowed: reach)")
+    require_sb3("make_sb3_vec_env")
+    from simrl.sb3_env import ReachVecEnv
+
+    arm = robot if isinstance(robot, Robot) else load_robot(robot)
+    settings = task_config if isinstance(task_config, ReachConfig) else load_reach_config(task_config)
+    profile = resolve_profile(randomization, arm) if randomization else None
+    env = ReachEnv(arm, n_envs, backend=backend, task_config=settings, randomization=profile if profile and profile.parameters else None)
+    return ReachVecEnv(env, seed=seed)

@@ -68,7 +68,7 @@ def test_eval_gives_the_same_figures_for_the_same_seed(tmp_path):
     "args, message",
     [
         (["train", "reach", "--robot", "so100"], "error: unknown robot 'so100' (did you mean 'so101'?)"),
-        (["train", "reach", "--algo", "dqn"], "field 'algo' = 'dqn': Input should be 'ppo' or 'sac'"),
+        (["train", "reach", "--algo", "dqn"], "field 'algo' = 'dqn': Input should be 'ppo', 'sac', 'sb3-ppo' or 'sb3-sac'"),
         (["eval", "/no/such/run"], "error: /no/such/run: run folder not found"),
         (["train", "reach", "--resume", "/no/such/run"], "error: /no/such/run: run folder not found"),
         (["train", "reach", "--resume", "/tmp", "--envs", "8"], "--resume continues a run with its saved config; drop --envs"),

@@ -85,7 +85,7 @@ NOMINALS: dict[str, Callable[[Robot, ResolvedParameter, int], np.ndarray]] = {
     "geom_friction": _geom_friction,
 }
 
-# Lower clamps the sampler applies after scaling or adding (sampler.DomainSampler._apply_model).
+# Lower clamps the sampler applies after scaling or adding (apply.apply_model).
 FLOORS = {
     "link_mass": 1e-6,
     "joint_damping": 0.0,

@@ -24,6 +24,7 @@ from simrl.physics import resolve_backend
 from simrl.tasks.reach import ReachConfig, load_reach_config
 from simrl.train.ppo import PPOConfig
 from simrl.train.sac import SACConfig
+from simrl.train.sb3_config import SB3PPOConfig, SB3SACConfig
 
 TASKS = ("reach",)
 BACKEND_SECTIONS = ("cpu", "mjx")
@@ -34,7 +35,7 @@ class TrainConfig(StrictModel):
 
     task: Literal["reach"] = "reach"
     robot: str = pydantic.Field(description="robot name or path to a robot folder")
-    algo: Literal["ppo", "sac"] = "ppo"
+    algo: Literal["ppo", "sac", "sb3-ppo", "sb3-sac"] = pydantic.Field("ppo", description="sb3-*: Stable-Baselines3, the baseline")
     backend: Literal["auto", "cpu", "mjx"] = "auto"
     mjx_impl: Literal["jax", "warp"] = "jax"
     num_envs: int = pydantic.Field(512, ge=1, le=1_000_000)
@@ -52,10 +53,12 @@ class TrainConfig(StrictModel):
     task_settings: ReachConfig = pydantic.Field(default_factory=load_reach_config, description="rewards/reach.yaml at start")
     ppo: PPOConfig = PPOConfig()
     sac: SACConfig = SACConfig()
+    sb3_ppo: SB3PPOConfig = SB3PPOConfig()
+    sb3_sac: SB3SACConfig = SB3SACConfig()
 
     @property
-    def algo_config(self) -> PPOConfig | SACConfig:
-        return self.ppo if self.algo == "ppo" else self.sac
+    def algo_config(self) -> PPOConfig | SACConfig | SB3PPOConfig | SB3SACConfig:
+        return getattr(self, self.algo.replace("-", "_"))
 
 
 def recipe_path(task: str, robot: str, algo: str) -> Path:

@@ -4,6 +4,9 @@
         config.yaml        the fully resolved TrainConfig (task settings included)
         randomization.yaml the randomization profile as trained (robot overrides merged in)
         checkpoint.npz     the whole learner state (params, optimizer, normalizer, RNG, counters)
+        checkpoint.zip     instead, for an sb3-* run: Stable-Baselines3's own save, with
+        vecnormalize.pkl   its observation (and reward) statistics, and
+        replay_buffer.pkl  for sb3-sac, the replay buffer (written when the run stops)
         policy.npz         the deterministic policy alone (what eval and export read)
         evals.jsonl        one line per periodic evaluation (wall time, env steps, success, distances)
         summary.json       how the run ended
@@ -20,7 +23,7 @@ from typing import Any
 
 import yaml
 
-from simrl.config import load_yaml_model
+from simrl.config import load_yaml_model, validate_model
 from simrl.errors import SimrlError
 from simrl.files import atomic_write_text
 from simrl.randomization.profile import load_profile
@@ -44,6 +47,18 @@ class RunDir:
     @property
     def checkpoint_file(self) -> Path:
         return self.path / "checkpoint.npz"
+
+    @property
+    def sb3_model_file(self) -> Path:
+        return self.path / "checkpoint.zip"
+
+    @property
+    def sb3_normalization_file(self) -> Path:
+        return self.path / "vecnormalize.pkl"
+
+    @property
+    def sb3_replay_buffer_file(self) -> Path:
+        return self.path / "replay_buffer.pkl"
 
     @property
     def policy_file(self) -> Path:
@@ -96,6 +111,15 @@ class RunDir:
 
     def write_config(self, config: TrainConfig) -> None:
         atomic_write_text(self.config_file, yaml.safe_dump(config_to_yaml_dict(config), sort_keys=False))
+
+    def update_config(self, **updates: Any) -> TrainConfig:
+        """The saved config with ``updates`` that are not None (what ``--resume`` may change) validated and written back."""
+        config = self.read_config()
+        updates = {k: v for k, v in updates.items() if v is not None}
+        if updates:
+            config = validate_model(self.config_file, TrainConfig, {**config.model_dump(), **updates})
+            self.write_config(config)
+        return config
 
     def append_eval(self, record: dict[str, Any]) -> None:
         with self.evals_file.open("a") as f:

@@ -20,10 +20,9 @@ from typing import Any, Iterator
 
 import jax
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import Progress
 
 import simrl
-from simrl.config import validate_model
 from simrl.envs import ReachEnv
 from simrl.errors import SimrlError
 from simrl.physics import make_backend, resolve_backend
@@ -33,7 +32,9 @@ from simrl.train.algorithm import Algorithm, tree_is_finite
 from simrl.train.checkpoint import load_checkpoint, save_checkpoint
 from simrl.train.config import TrainConfig, config_to_yaml_dict
 from simrl.train.evaluation import EvalResult, Evaluator
+from simrl.train.parallel import DataParallel
 from simrl.train.policy import save_policy
+from simrl.train.reporting import progress_bar, record_evaluation
 from simrl.train.ppo import PPO
 from simrl.train.run_dir import RunDir
 from simrl.train.sac import SAC
@@ -50,9 +51,9 @@ def total_iterations(config: TrainConfig) -> int:
     return math.ceil(config.total_steps / (config.num_envs * steps_per_env_per_iteration(config)))
 
 
-def make_algorithm(config: TrainConfig, env: ReachEnv) -> Algorithm:
+def make_algorithm(config: TrainConfig, env: ReachEnv, parallel: DataParallel | None = None) -> Algorithm:
     algo_class = PPO if config.algo == "ppo" else SAC
-    return algo_class(env, config.algo_config, total_iterations(config))
+    return algo_class(env, config.algo_config, total_iterations(config), parallel=parallel)
 
 
 def make_env(
@@ -76,6 +77,7 @@ class TrainResult:
     robot: str
     backend: str
     num_envs: int
+    devices: int  # the env batch was split over this many devices
     stop_reason: str  # completed | target_reached | time_budget | interrupted
     iterations: int
     env_steps: int
@@ -85,11 +87,24 @@ class TrainResult:
     final_eval: dict[str, Any] | None
     first_target_eval: dict[str, Any] | None  # the first evaluation at or above stop_at_success / 95 %
 
+    @classmethod
+    def of_run(cls, runner: Any, **outcome: Any) -> "TrainResult":
+        """What a runner (ours or SB3's: ``run_dir``, ``config``, ``env``, ``backend``, ``parallel``) knows of itself, plus ``outcome``."""
+        return cls(
+            run_dir=str(runner.run_dir.path),
+            algo=runner.config.algo,
+            robot=runner.env.robot.name,
+            backend=runner.backend,
+            num_envs=runner.config.num_envs,
+            devices=runner.parallel.count,
+            **outcome,
+        )
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
-class _StopRequest:
+class StopRequest:
     """Turns the first Ctrl-C / SIGTERM into "stop after this iteration"; a second Ctrl-C aborts."""
 
     def __init__(self) -> None:
@@ -101,7 +116,7 @@ class _StopRequest:
         self.requested = signal.Signals(signum).name
 
     @contextmanager
-    def installed(self) -> Iterator["_StopRequest"]:
+    def installed(self) -> Iterator["StopRequest"]:
         previous = {sig: signal.signal(sig, self._handle) for sig in (signal.SIGINT, signal.SIGTERM)}
         try:
             yield self
@@ -111,41 +126,44 @@ class _StopRequest:
 
 
 class Runner:
-    """One training run: ``Runner.start(...)`` for a new run, ``Runner.resume(...)`` to continue one."""
+    """One training run: ``Runner.start(...)`` for a new run, ``Runner.resume(...)`` to continue one.
 
-    def __init__(self, config: TrainConfig, run_dir: RunDir, console: Console, show_progress: bool = True):
+    ``parallel`` splits the env batch over devices; ``start`` and ``reopen`` build it from ``devices``,
+    how many of ``jax.devices()`` to use (None: all; see ``simrl.train.parallel``).
+    """
+
+    def __init__(self, config: TrainConfig, run_dir: RunDir, console: Console, show_progress: bool = True, parallel: DataParallel | None = None):
         self.config = config
         self.run_dir = run_dir
         self.console = console
         self.show_progress = show_progress
         self.backend = resolve_backend(config.backend)
+        self.parallel = parallel or DataParallel.for_envs(config.num_envs)
         profile = run_dir.randomization_source(config)
         self.env = make_env(config, config.num_envs, auto_reset=True, randomization=profile)
-        self.algo = make_algorithm(config, self.env)
+        self.algo = make_algorithm(config, self.env, self.parallel)
         self.evaluator = Evaluator(make_env(config, config.eval_episodes, auto_reset=False, randomization=profile))
         self.total_iterations = total_iterations(config)
+        env_state = jax.eval_shape(self.env.reset, jax.random.key(0))  # shapes only: where each leaf lives
         # The agent is donated: SAC's replay buffer would otherwise be copied every iteration.
-        self._iterate = jax.jit(self._guarded_iteration, donate_argnums=0)
+        self._iterate = self.parallel.jit_iteration(self._guarded_iteration, env_state, config.num_envs, donate_agent=True)
         self._saved: tuple[int, int] | None = None  # (iteration, env steps) of the last checkpoint
 
     @classmethod
-    def start(cls, config: TrainConfig, logdir: Path, console: Console, show_progress: bool = True) -> "Runner":
+    def start(cls, config: TrainConfig, logdir: Path, console: Console, show_progress: bool = True, devices: int | None = None) -> "Runner":
         """A new run under ``logdir``."""
-        return cls(config, RunDir.create(logdir, config), console, show_progress)
+        parallel = DataParallel.for_envs(config.num_envs, devices)  # refuse a bad split before making the run dir
+        return cls(config, RunDir.create(logdir, config), console, show_progress, parallel)
 
     @classmethod
-    def reopen(cls, path: Path, console: Console, show_progress: bool = True, **updates: Any) -> "Runner":
+    def reopen(cls, path: Path, console: Console, show_progress: bool = True, devices: int | None = None, **updates: Any) -> "Runner":
         """An existing run, to be continued with ``train(resume=True)``; ``updates`` (e.g. a larger
         ``total_steps``) that are not None are validated and saved into its config."""
         run_dir = RunDir.open(path)
         if not run_dir.checkpoint_file.is_file():
             raise SimrlError(f"{run_dir.checkpoint_file}: checkpoint not found, nothing to resume")
-        config = run_dir.read_config()
-        updates = {k: v for k, v in updates.items() if v is not None}
-        if updates:
-            config = validate_model(run_dir.config_file, TrainConfig, {**config.model_dump(), **updates})
-            run_dir.write_config(config)
-        return cls(config, run_dir, console, show_progress)
+        config = run_dir.update_config(**updates)
+        return cls(config, run_dir, console, show_progress, DataParallel.for_envs(config.num_envs, devices))
 
     def _guarded_iteration(self, agent: Any, env_state: Any, key: jax.Array) -> tuple[Any, Any, dict[str, jax.Array], jax.Array]:
         """The algorithm's iteration plus the NaN guard, in one compiled call."""
@@ -189,11 +207,13 @@ class Runner:
             restored, meta = load_checkpoint(self.run_dir.checkpoint_file, {"agent": agent, "key": key})
             agent, key = restored["agent"], restored["key"]
             iteration, env_steps, previous_wall = meta["iteration"], meta["env_steps"], meta["wall_time_s"]
-        env_state = jax.jit(self.env.reset)(jax.random.fold_in(jax.random.key(cfg.seed + 1), iteration))
+        agent, key = self.parallel.replicate((agent, key))
+        env_state = self.parallel.reset(self.env.reset, jax.random.fold_in(jax.random.key(cfg.seed + 1), iteration), cfg.num_envs)
+        self.evaluator.compile_in_background(self.parallel.to_host(self.algo.policy(agent)))  # ready by the first evaluation
 
         writer = RunWriter(self.run_dir.path)
         writer.config(config_to_yaml_dict(cfg), env_steps)
-        writer.histograms(self.env.domain.summary(env_state.domain), env_steps)
+        writer.histograms(self.env.domain.summary(self.parallel.to_host(env_state.domain)), env_steps)
         wall = lambda: previous_wall + time.perf_counter() - clock_start  # noqa: E731
         train_time, train_steps, compile_s = 0.0, 0, 0.0
         stop_reason = "completed"
@@ -202,7 +222,7 @@ class Runner:
         target = cfg.stop_at_success or 0.95
         shown: dict[str, float] = {}
 
-        with _StopRequest().installed() as stop, self._progress() as progress:
+        with StopRequest().installed() as stop, self._progress() as progress:
             total = self.total_iterations * self.algo.env_steps_per_iteration
             nan = float("nan")
             task = progress.add_task("training", total=total, completed=env_steps, rate=nan, success_rate=nan, **{"return": nan})
@@ -236,7 +256,7 @@ class Runner:
 
                 if iteration % cfg.eval_every == 0 or iteration == self.total_iterations:
                     final_eval = self._evaluate(agent, iteration, env_steps, wall(), writer)
-                    writer.histograms(self.env.domain.summary(env_state.domain), env_steps)  # the worlds' current draws
+                    writer.histograms(self.env.domain.summary(self.parallel.to_host(env_state.domain)), env_steps)  # the worlds' current draws
                     if first_target is None and final_eval.success_rate >= target:
                         first_target = {"iteration": iteration, "env_steps": env_steps, "wall_time_s": wall(), **final_eval.to_dict()}
                     if cfg.stop_at_success is not None and final_eval.success_rate >= cfg.stop_at_success:
@@ -247,12 +267,8 @@ class Runner:
 
             self.save(agent, key, iteration, env_steps, wall())
         writer.close()
-        result = TrainResult(
-            run_dir=str(self.run_dir.path),
-            algo=cfg.algo,
-            robot=self.env.robot.name,
-            backend=self.backend,
-            num_envs=cfg.num_envs,
+        result = TrainResult.of_run(
+            self,
             stop_reason=stop_reason,
             iterations=iteration,
             env_steps=env_steps,
@@ -274,32 +290,9 @@ class Runner:
         return f"training diverged at iteration {iteration} (non-finite parameters or losses: {losses}); {kept}"
 
     def _evaluate(self, agent: Any, iteration: int, env_steps: int, wall_time_s: float, writer: RunWriter) -> EvalResult:
-        result = self.evaluator(self.algo.policy(agent), self.config.eval_seed)
-        writer.scalars(
-            {
-                "eval/success_rate": result.success_rate,
-                "eval/final_distance_mean": result.mean_final_distance,
-                "eval/final_distance_p95": result.p95_final_distance,
-                "eval/return": result.mean_return,
-            },
-            env_steps,
-        )
-        writer.flush()
-        self.run_dir.append_eval({"iteration": iteration, "env_steps": env_steps, "wall_time_s": round(wall_time_s, 3), **result.to_dict()})
-        self.console.print(f"[{wall_time_s:6.1f} s, {env_steps:>11,} steps] eval: {result.summary()}", highlight=False)
+        result = self.evaluator(self.parallel.to_host(self.algo.policy(agent)), self.config.eval_seed)  # on one device
+        record_evaluation(result, self.run_dir, writer, self.console, iteration, env_steps, wall_time_s)
         return result
 
     def _progress(self) -> Progress:
-        return Progress(
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            TextColumn("{task.completed:,.0f}/{task.total:,.0f} steps"),
-            TextColumn("{task.fields[rate]:,.0f} steps/s"),
-            TextColumn("return {task.fields[return]:.2f}"),
-            TextColumn("success {task.fields[success_rate]:.0%}"),
-            TimeElapsedColumn(),
-            TextColumn("ETA"),
-            TimeRemainingColumn(),
-            console=self.console,
-            disable=not self.show_progress,
-        )
+        return progress_bar(self.console, self.show_progress)

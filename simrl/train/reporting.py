@@ -1,0 +1,51 @@
+"""How a training run reports to its user, whichever learner runs: the progress bar and each evaluation's record.
+
+Our runner (``runner.py``) and the Stable-Baselines3 one (``sb3.py``) both
+call these, so an SB3 baseline run shows the same bar and writes the same
+``evals.jsonl`` lines and ``eval/`` TensorBoard tags as ours, and the
+benchmarks read both alike.
+"""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from simrl.train.evaluation import EvalResult
+from simrl.train.run_dir import RunDir
+from simrl.train.summaries import RunWriter
+
+
+def progress_bar(console: Console, show: bool) -> Progress:
+    """Steps, steps/s, return and success; its task takes the fields ``rate``, ``return`` and ``success_rate``."""
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed:,.0f}/{task.total:,.0f} steps"),
+        TextColumn("{task.fields[rate]:,.0f} steps/s"),
+        TextColumn("return {task.fields[return]:.2f}"),
+        TextColumn("success {task.fields[success_rate]:.0%}"),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+        console=console,
+        disable=not show,
+    )
+
+
+def record_evaluation(
+    result: EvalResult, run_dir: RunDir, writer: RunWriter, console: Console, iteration: int, env_steps: int, wall_time_s: float
+) -> None:
+    """An evaluation as ``eval/`` scalars (x: env steps), one ``evals.jsonl`` line and one console line."""
+    writer.scalars(
+        {
+            "eval/success_rate": result.success_rate,
+            "eval/final_distance_mean": result.mean_final_distance,
+            "eval/final_distance_p95": result.p95_final_distance,
+            "eval/return": result.mean_return,
+        },
+        env_steps,
+    )
+    writer.flush()
+    run_dir.append_eval({"iteration": iteration, "env_steps": env_steps, "wall_time_s": round(wall_time_s, 3), **result.to_dict()})
+    console.print(f"[{wall_time_s:6.1f} s, {env_steps:>11,} steps] eval: {result.summary()}", highlight=False)
