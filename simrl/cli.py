@@ -148,7 +148,9 @@ def bench_policy_command(
 def train_reach_command(
     robot: Optional[str] = typer.Option(None, "--robot", help="Robot name (see `simrl robots`) or a path to a robot folder. [default: so101]"),
     envs: Optional[int] = typer.Option(None, "--envs", min=1, help="Parallel worlds. Default: the recipe's for the backend (512 on cpu)."),
-    algo: Optional[str] = typer.Option(None, "--algo", help="ppo (default: fastest to 95 % here) or sac."),
+    algo: Optional[str] = typer.Option(
+        None, "--algo", help="ppo (default: fastest to 95 % here), sac, or the Stable-Baselines3 baselines sb3-ppo and sb3-sac (need simrl[sb3])."
+    ),
     backend: str = typer.Option("auto", "--backend", help="Physics: auto (mjx with a GPU, else cpu), cpu (MuJoCo threads) or mjx."),
     steps: Optional[int] = typer.Option(None, "--steps", min=1, help="Env steps to train, all envs together. Default: the recipe's."),
     minutes: Optional[float] = typer.Option(None, "--minutes", min=0.01, help="Wall-clock budget; on reaching it the run stops and saves."),
@@ -163,6 +165,9 @@ def train_reach_command(
     ),
     resume: Optional[Path] = typer.Option(None, "--resume", help="Continue RUN_DIR from its last checkpoint (--steps / --minutes may extend it)."),
     logdir: Path = typer.Option(Path("runs"), "--logdir", help="Parent folder of run directories (<robot>-reach-<time>)."),
+    devices: Optional[int] = typer.Option(
+        None, "--devices", min=1, help="Split the envs over the first N of JAX's devices (data parallel; N must divide --envs). [default: all]"
+    ),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show the progress bar."),
     as_json: bool = typer.Option(False, "--json", help="Print the run summary as JSON on stdout when done."),
 ) -> None:
@@ -174,7 +179,7 @@ def train_reach_command(
     Watch it with `tensorboard --logdir runs`.
     """
     from simrl.train.config import resolve_config
-    from simrl.train.runner import Runner
+    from simrl.train.run_dir import RunDir
 
     console = stderr  # progress and evaluations on stderr; stdout stays clean for --json
     if resume is not None:
@@ -185,17 +190,18 @@ def train_reach_command(
         clashing = [flag for flag, value in given.items() if value]
         if clashing:
             raise SimrlError(f"--resume continues a run with its saved config; drop {', '.join(clashing)} (only --steps, --minutes, --until-success may change)")
-        runner = Runner.reopen(resume, console, progress, total_steps=steps, max_minutes=minutes, stop_at_success=until_success)
+        runner_class = _runner_class(RunDir.open(resume).read_config().algo)
+        runner = runner_class.reopen(resume, console, progress, devices, total_steps=steps, max_minutes=minutes, stop_at_success=until_success)
     else:
         overrides = {
             "num_envs": envs, "total_steps": steps, "max_minutes": minutes, "stop_at_success": until_success, "seed": seed,
             "randomization": randomization,
         }  # fmt: skip
         train_config = resolve_config("reach", robot or "so101", backend, algo=algo, recipe=config, task_config=task_config, overrides=overrides)
-        runner = Runner.start(train_config, logdir, console, progress)
+        runner = _runner_class(train_config.algo).start(train_config, logdir, console, progress, devices)
     cfg = runner.config
     console.print(
-        f"{'resuming' if resume else 'training'} {cfg.algo.upper()} on {cfg.robot} reach: {cfg.num_envs} envs, {runner.backend} backend, "
+        f"{'resuming' if resume else 'training'} {cfg.algo.upper()} on {cfg.robot} reach: {cfg.num_envs} envs on {runner.parallel.count} device(s), {runner.backend} backend, "
         f"{cfg.total_steps:,} steps, randomization {cfg.randomization} -> {runner.run_dir.path}",
         highlight=False,
     )
@@ -213,6 +219,22 @@ def train_reach_command(
     if result.stop_reason == "interrupted":
         console.print(f"interrupted and saved; continue with: simrl train reach --resume {runner.run_dir.path}", highlight=False)
         raise typer.Exit(130)
+
+
+def _runner_class(algo: str) -> type:
+    """Our ``Runner`` for ppo and sac; ``SB3Runner`` for sb3-*, once Stable-Baselines3 is known to be installed."""
+    from simrl.train.sb3_config import SB3_ALGOS
+
+    if algo not in SB3_ALGOS:
+        from simrl.train.runner import Runner
+
+        return Runner
+    from simrl.extras import require_sb3
+
+    require_sb3(f"algo '{algo}'", otherwise="without it, algo may be ppo or sac")
+    from simrl.train.sb3 import SB3Runner
+
+    return SB3Runner
 
 
 def _eval_line(figures: dict) -> str:
@@ -284,6 +306,104 @@ def export_command(
         f"config sha256 {meta['config_sha256'][:12]}",
     ]
     stdout.print("\n".join(lines), highlight=False, markup=False)
+
+
+@app.command("deploy")
+def deploy_command(
+    robot: str = typer.Option(..., "--robot", help="Robot name (see `simrl robots`); its deploy/<robot>.yaml configures the bus."),
+    policy: Path = typer.Option(..., "--policy", help="An ONNX policy written by `simrl export`; its metadata must match the robot."),
+    goal: Optional[str] = typer.Option(None, "--goal", help="One goal x,y,z in metres (world frame)."),
+    goals: Optional[Path] = typer.Option(None, "--goals", help="A text file with one goal x,y,z per line."),
+    random_goals: Optional[int] = typer.Option(None, "--random-goals", min=1, help="N goals drawn in the goal workspace like training draws them. [default: 5]"),
+    seed: int = typer.Option(0, "--seed", min=0, help="Seed of --random-goals."),
+    duration: Optional[float] = typer.Option(None, "--duration", help="Seconds per goal. [default: the task's episode_steps ticks]"),
+    rate: Optional[float] = typer.Option(None, "--rate", help="Control loop rate in Hz. [default: the config's rate_hz]"),
+    config: Optional[Path] = typer.Option(None, "--config", help="Deploy config replacing the shipped deploy/<robot>.yaml."),
+    emulate: bool = typer.Option(False, "--emulate", help="Drive an emulated arm in this process (Damiao firmware on a virtual CAN bus)."),
+    reality: str = typer.Option("openarm-test", "--reality", help="With --emulate: the reality file or name (deploy/realities/, randomization/)."),
+    reality_seed: int = typer.Option(0, "--reality-seed", min=0, help="With --emulate: the seed the reality is drawn with."),
+    interface: Optional[str] = typer.Option(None, "--interface", help="python-can interface replacing the config's (socketcan, socketcand, ...)."),
+    channel: Optional[str] = typer.Option(None, "--channel", help="CAN channel replacing the config's."),
+    host: Optional[str] = typer.Option(None, "--host", help="socketcand server host (e.g. from `simrl emulate`)."),
+    port: Optional[int] = typer.Option(None, "--port", help="socketcand server port."),
+    log: Optional[Path] = typer.Option(None, "--log", help="The .npz log to write. [default: runs/deploy/<robot>-<time>.npz]"),
+    as_json: bool = typer.Option(False, "--json", help="Print the run summary as JSON."),
+) -> None:
+    """Run an exported policy on the arm: enable, ramp home, one reach episode per goal, then hold, soften, disable.
+
+    Refuses a policy whose metadata does not match the robot. Ctrl-C or SIGTERM
+    stop it the safe way (exit 130 / 143); a silent motor or a bus error too
+    (exit 1). The log is written in every case (format: deploy/README.md).
+    """
+    from simrl.deploy.bridge import StopRequest, stop_on_signals
+    from simrl.deploy.goals import GoalSpec
+    from simrl.deploy.session import DeployRequest, prepare, run_deploy
+
+    request = DeployRequest(
+        robot=robot,
+        policy=policy,
+        goals=GoalSpec(goal=goal, file=goals, random=random_goals, seed=seed),
+        config=config,
+        duration=duration,
+        rate=rate,
+        emulate=emulate,
+        reality=reality,
+        reality_seed=reality_seed,
+        overrides={"bus.interface": interface, "bus.channel": channel, "bus.host": host, "bus.port": port},
+        log=log,
+    )
+    plan = prepare(request)
+    stop = StopRequest()
+    with stop_on_signals(stop):
+        stderr.print(f"deploying {policy} on {robot}{' (emulated)' if emulate else ''}; Ctrl-C stops it safely", highlight=False, markup=False)
+        summary = run_deploy(request, plan, stop)
+    if as_json:
+        print(json.dumps(summary.to_dict(), indent=2))
+    else:
+        stdout.print("\n".join(summary.lines()), highlight=False, markup=False)
+    if summary.stop_reason == "fault":
+        stderr.print(f"error: deploy stopped: {summary.detail} (log: {summary.log})", markup=False, highlight=False)
+    raise typer.Exit(summary.exit_code)
+
+
+@app.command("emulate")
+def emulate_command(
+    robot: str = typer.Option(..., "--robot", help="Robot name; the motors are those of deploy/<robot>.yaml (or --config)."),
+    reality: str = typer.Option("openarm-test", "--reality", help="The reality file or name (deploy/realities/, randomization/)."),
+    reality_seed: int = typer.Option(0, "--reality-seed", min=0, help="The seed the reality is drawn with."),
+    config: Optional[Path] = typer.Option(None, "--config", help="Deploy config replacing the shipped deploy/<robot>.yaml."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on."),
+    port: int = typer.Option(0, "--port", min=0, max=65535, help="TCP port; 0 picks a free one (printed)."),
+    as_json: bool = typer.Option(False, "--json", help="Print host, port and channel as one JSON line."),
+) -> None:
+    """Serve an emulated arm (Damiao motor firmware on a simulated arm) as a socketcand server until Ctrl-C.
+
+    Another process drives it with `simrl deploy --robot R --policy P --interface socketcand --host H --port P`.
+    """
+    from simrl.deploy.bridge import StopRequest, stop_on_signals
+    from simrl.deploy.config import load_deploy_config
+    from simrl.deploy.emulated_arm import EmulatedArm
+    from simrl.deploy.report import EXIT_CODES
+    from simrl.robots import load_robot
+
+    arm = load_robot(robot)
+    deploy_config = load_deploy_config(arm, config)
+    emulated = EmulatedArm(arm, deploy_config, reality, reality_seed)
+    stop = StopRequest()
+    with stop_on_signals(stop), emulated.serving(host, port, deploy_config.timing.realtime_priority) as server:
+        where = {"host": host, "port": server.port, "channel": "can0", "reality": emulated.reality.describe()}
+        if as_json:
+            print(json.dumps(where), flush=True)
+        else:
+            stdout.print(
+                f"emulating {arm.name} (reality {emulated.reality.name}, seed {reality_seed}) on socketcand {host}:{server.port}, bus can0\n"
+                f"drive it: simrl deploy --robot {arm.name} --policy POLICY.onnx --interface socketcand --host {host} --port {server.port}",
+                highlight=False,
+                markup=False,
+            )
+        while not stop.requested:
+            time.sleep(0.1)
+    raise typer.Exit(EXIT_CODES[stop.reason])
 
 
 def main(argv: Optional[list[str]] = None) -> None:

@@ -1,5 +1,6 @@
-"""Carry a trained policy off the training machine: ONNX export and its latency benchmark.
+"""Carry a trained policy onto an arm: ONNX export, the real-time bridge, motor buses and their emulators.
 
-Nothing here needs JAX at inference time: the exported graph runs in
-onnxruntime, and the joint-target mapping is the numpy path of the task code.
+Nothing on the robot side needs JAX: the exported graph runs in onnxruntime,
+and the observation and joint-target mapping are the numpy path of the task
+code (``simrl.deploy.export`` alone imports the training code, to read a run).
 """

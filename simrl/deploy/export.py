@@ -22,17 +22,16 @@ of the run's config.yaml, randomization profile, env steps trained).
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
 import onnx
-from google.protobuf.message import DecodeError
 from onnx import TensorProto, helper, numpy_helper
 
 import simrl
+from simrl.deploy.metadata import encode_metadata, read_metadata, task_metadata  # noqa: F401  (read_metadata: re-exported, it lived here)
 from simrl.errors import SimrlError
 from simrl.files import atomic_write
 from simrl.robots import load_robot
@@ -46,11 +45,6 @@ OPSET = 17
 # make_model would stamp the newest IR this onnx knows; onnxruntime refuses IRs newer than its own,
 # so the file says the IR that opset 17 came with and loads in older runtimes too.
 IR_VERSION = helper.find_min_ir_version_for([helper.make_opsetid("", OPSET)])
-
-# ONNX metadata values are strings; these keys hold JSON (numbers, lists, mappings), the rest plain text.
-JSON_KEYS = frozenset(
-    {"action_scale", "control_dt", "arm_joints", "observation_layout", "obs_size", "action_size", "hidden_sizes", "obs_clip", "env_steps"}
-)
 
 _ACTIVATION_OPS = {"tanh": "Tanh", "relu": "Relu", "elu": "Elu"}  # ONNX Elu's default alpha 1.0 is networks.activate's
 
@@ -115,14 +109,6 @@ def _squash_nodes(policy: Policy, x: str) -> tuple[list[onnx.NodeProto], list[Te
     return [helper.make_node("Clip", [x, "action_low", "action_high"], ["action"], name="squash")], constants
 
 
-def _encode(metadata: Mapping[str, Any]) -> dict[str, str]:
-    return {key: json.dumps(value) if key in JSON_KEYS else str(value) for key, value in metadata.items()}
-
-
-def _decode(props: Mapping[str, str]) -> dict[str, Any]:
-    return {key: json.loads(value) if key in JSON_KEYS else value for key, value in props.items()}
-
-
 def policy_to_onnx(policy: Policy, metadata: Mapping[str, Any] | None = None) -> onnx.ModelProto:
     """The graph of ``Policy.act`` on a batch of observations, with ``metadata``, checked by ``onnx.checker``."""
     policy = policy.to_numpy()
@@ -145,7 +131,7 @@ def policy_to_onnx(policy: Policy, metadata: Mapping[str, Any] | None = None) ->
         producer_version=simrl.__version__,
         doc_string="obs [batch, obs_size] -> action [batch, action_size] in [-1, 1]; see metadata for scaling and layout",
     )
-    helper.set_model_props(model, _encode(metadata or {}))
+    helper.set_model_props(model, encode_metadata(metadata or {}))
     onnx.checker.check_model(model, full_check=True)
     return model
 
@@ -171,16 +157,8 @@ def run_metadata(run: RunDir, config: TrainConfig, policy: Policy, trained: Mapp
         )
     return {
         "simrl_version": simrl.__version__,
-        "robot": robot.name,
-        "task": config.task,
+        **task_metadata(robot, task, config.task),
         "algo": config.algo,
-        "action_space": task.config.action_space,
-        "action_scale": task.action_scale,
-        "control_dt": robot.config.control_dt,
-        "arm_joints": list(robot.config.arm_joints),
-        "observation_layout": [{"name": name, "size": size} for name, size in task.observation_layout()],
-        "obs_size": task.observation_size,
-        "action_size": task.action_size,
         "hidden_sizes": _hidden_sizes(policy),
         "activation": policy.activation,
         "squash": policy.squash,
@@ -218,14 +196,3 @@ def export_policy(run_dir: Path, out: Path) -> ExportResult:
         hidden_sizes=metadata["hidden_sizes"],
         metadata=metadata,
     )
-
-
-def read_metadata(path: Path) -> dict[str, Any]:
-    """The metadata of an exported policy, JSON values decoded."""
-    if not path.is_file():
-        raise SimrlError(f"{path}: file not found")
-    try:
-        model = onnx.load(str(path))
-    except DecodeError as exc:
-        raise SimrlError(f"{path}: not an ONNX model ({exc})") from None
-    return _decode({prop.key: prop.value for prop in model.metadata_props})

@@ -1,0 +1,386 @@
+"""The real-time loop between an ONNX policy and a motor bus, and the way it stops.
+
+One exchange per tick on a fixed grid of deadlines (``t_k = k * period``): the
+command computed on the previous tick goes out, every motor's reply comes back
+(the Damiao MIT protocol answers each command with the motor's state), and
+from that reply the next command is computed with the training env's own
+code: ``ReachTask.ee_position`` / ``observe`` for the observation,
+``ReachTask.next_target`` for the action mapping, all with ``xp = numpy``.
+Then the safety functions (``simrl.deploy.safety``) get the last word.
+
+A tick whose work runs past the next deadline is an overrun: the deadlines it
+missed are skipped (the grid is kept) and counted in the log, never absorbed.
+
+Stopping is one path whatever the cause (goals done, Ctrl-C / SIGTERM, a motor
+silent for ``stale_ticks``, a motor fault, a ``BusError``): hold the last
+targets, ramp kp to zero with kd kept (the arm settles under damping instead of
+dropping), disable the motors, close the bus. Each step survives the bus
+failing under it; the caller writes the log whatever happened.
+"""
+
+from __future__ import annotations
+
+import math
+import signal
+import threading
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Iterator
+
+import numpy as np
+
+from simrl.deploy.buses.base import BusError, MotorBus
+from simrl.deploy.calibration import Calibration, JointState
+from simrl.deploy.clock import Clock
+from simrl.deploy.config import DeployConfig, home_pose, joint_limits
+from simrl.deploy.log import PHASE_HOME, PHASE_POLICY, PHASE_SHUTDOWN, DeployLog, Tick
+from simrl.deploy.policy_runtime import PolicyRuntime
+from simrl.deploy.safety import SafetyEvent, check_action, check_velocity, clamp_target
+from simrl.robots import Robot
+from simrl.tasks.reach import ReachState, ReachTask
+
+STATUS_ENABLED = 1  # the motors' "enabled" state code (MotorReadings.status)
+
+
+def observe(task: ReachTask, joint_pos: np.ndarray, joint_vel: np.ndarray, state: ReachState) -> np.ndarray:
+    """The policy's observation from measured arm joints: the env's ``_observe`` lines, in float32 like the env."""
+    pos = np.asarray(joint_pos, dtype=np.float32)
+    vel = np.asarray(joint_vel, dtype=np.float32)
+    return task.observe(np, pos, vel, task.ee_position(np, pos), state)
+
+
+def episode_start(task: ReachTask, goal: np.ndarray, joint_pos: np.ndarray) -> ReachState:
+    """A goal's episode starts like the env's: targets at the measured pose, no previous action."""
+    return task.initial_state(np, np.asarray(goal, dtype=np.float32), np.asarray(joint_pos, dtype=np.float32))
+
+
+@dataclass(frozen=True)
+class LoopSettings:
+    """The deploy config as the loop uses it: per-motor arrays in bus order, durations in ticks."""
+
+    period: float
+    kp: np.ndarray
+    kd: np.ndarray
+    limits: np.ndarray  # (n, 2)
+    home: np.ndarray
+    arm: np.ndarray  # index of each arm joint (robot order) in the motor order
+    max_step: float
+    max_velocity: float
+    stale_ticks: int
+    home_speed: float
+    settle_ticks: int
+    hold_ticks: int
+    gain_ramp_ticks: int
+    success_radius: float
+
+    @classmethod
+    def from_config(cls, config: DeployConfig, robot: Robot) -> "LoopSettings":
+        joints = [m.joint for m in config.motors]
+        rate = config.rate_hz
+        return cls(
+            period=config.period,
+            kp=np.array([m.kp for m in config.motors]),
+            kd=np.array([m.kd for m in config.motors]),
+            limits=joint_limits(config, robot),
+            home=home_pose(config, robot),
+            arm=np.array([joints.index(j) for j in robot.config.arm_joints]),
+            max_step=config.safety.max_step_rad,
+            max_velocity=config.safety.max_velocity_rad_s,
+            stale_ticks=config.safety.stale_ticks,
+            home_speed=config.startup.home_speed_rad_s,
+            settle_ticks=round(config.startup.settle_s * rate),
+            hold_ticks=round(config.shutdown.hold_s * rate),
+            gain_ramp_ticks=round(config.shutdown.gain_ramp_s * rate),
+            success_radius=config.success_radius_m,
+        )
+
+
+class StopRequest:
+    """Set from a signal handler or another thread; the loop looks at it once per tick."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+        self.reason = ""
+
+    def request(self, reason: str) -> None:
+        if not self._event.is_set():
+            self.reason = reason
+            self._event.set()
+
+    @property
+    def requested(self) -> bool:
+        return self._event.is_set()
+
+
+@contextmanager
+def stop_on_signals(stop: StopRequest) -> Iterator[None]:
+    """SIGINT (Ctrl-C) and SIGTERM request a stop instead of raising mid-exchange; the old handlers come back after."""
+    reasons = {signal.SIGINT: "interrupted", signal.SIGTERM: "terminated"}
+    previous = {sig: signal.signal(sig, lambda number, _frame: stop.request(reasons[number])) for sig in reasons}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+class _Stop(Exception):
+    """Leave the running phase for the shutdown path."""
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(detail or reason)
+        self.reason, self.detail = reason, detail
+
+
+@dataclass
+class GoalResult:
+    goal: list[float]
+    final_distance: float | None  # m from the measured ee; None when the run stopped before the goal's episode ended
+    reached: bool
+
+
+@dataclass
+class BridgeOutcome:
+    stop_reason: str  # completed, interrupted, terminated or fault
+    detail: str
+    goals: list[GoalResult]
+    final_status: list[int]  # each motor's state code after disable (-1: never answered)
+
+
+class Bridge:
+    """Drive ``bus`` with ``policy`` toward each goal in turn, logging every tick into ``log``."""
+
+    def __init__(
+        self,
+        bus: MotorBus,
+        calibration: Calibration,
+        policy: PolicyRuntime,
+        task: ReachTask,
+        settings: LoopSettings,
+        clock: Clock,
+        log: DeployLog,
+        stop: StopRequest,
+    ) -> None:
+        self.bus, self.calibration, self.policy, self.task = bus, calibration, policy, task
+        self.settings, self.clock, self.log, self.stop = settings, clock, log, stop
+        n = len(calibration.joints)
+        self._deadline = 0.0
+        self._missed = 0
+        self._silent_ticks = np.zeros(n, dtype=np.int64)
+        self._command = np.full(n, np.nan)
+        self._kp = settings.kp.copy()
+        self._kd = settings.kd.copy()
+        self._joint: JointState | None = None
+        self._nan_obs = np.full(log.obs_size, np.nan, dtype=np.float32)
+        self._nan_action = np.full(log.action_size, np.nan, dtype=np.float32)
+
+    def run(self, goals: np.ndarray, ticks_per_goal: int) -> BridgeOutcome:
+        """Enable, ramp home, run one episode of ``ticks_per_goal`` ticks per goal, then always shut down."""
+        results = [GoalResult(goal=[float(v) for v in g], final_distance=None, reached=False) for g in goals]
+        reason, detail = "fault", "unexpected error"  # what an exception other than these leaves (it is re-raised)
+        try:
+            self._start()
+            self._home()
+            self._episodes(goals, ticks_per_goal, results)
+            reason, detail = "completed", ""
+        except _Stop as stop:
+            reason, detail = stop.reason, stop.detail
+        except BusError as exc:
+            reason, detail = "fault", str(exc)
+            self.log.event(self.clock.now(), "bus_error", detail)
+        except KeyboardInterrupt:  # Ctrl-C where no signal handler was installed (library use)
+            reason, detail = "interrupted", ""
+            self.log.event(self.clock.now(), reason)
+        finally:
+            final_status = self._shutdown()
+            self.log.event(self.clock.now(), "stopped", reason + (f": {detail}" if detail else ""))
+        return BridgeOutcome(stop_reason=reason, detail=detail, goals=results, final_status=final_status)
+
+    # -- phases
+
+    def _start(self) -> None:
+        self.bus.open()
+        readings = self.calibration.to_joint(self.bus.enable())
+        self.log.event(self.clock.now(), "enabled", f"status {readings.status.tolist()}")
+        if not (readings.fresh.all() and np.isfinite(readings.position).all()):
+            silent = [j for j, ok in zip(self.calibration.joints, readings.fresh) if not ok]
+            raise _Stop("fault", f"no position from {', '.join(silent) or 'some motor'} at enable")
+        self._joint = readings
+        # Hold where the arm is: the first command must not move it.
+        self._command = np.clip(readings.position, self.settings.limits[:, 0], self.settings.limits[:, 1])
+        self._deadline = self.clock.now()
+
+    def _home(self) -> None:
+        """Ramp every target from where the arm was found to home at ``home_speed``, then settle."""
+        s = self.settings
+        start = self._command.copy()
+        ramp = max(1, math.ceil(float(np.max(np.abs(s.home - start))) / (s.home_speed * s.period)))
+        for k in range(1, ramp + 1):
+            self._command = start + (s.home - start) * (k / ramp)
+            self._tick(PHASE_HOME, -1)
+            self._record_done()
+        for _ in range(s.settle_ticks):
+            self._tick(PHASE_HOME, -1)
+            self._record_done()
+
+    def _episodes(self, goals: np.ndarray, ticks_per_goal: int, results: list[GoalResult]) -> None:
+        """The policy phase: one episode per goal, each starting from the pose the previous one left."""
+        s, task = self.settings, self.task
+        arm, low, high = s.arm, s.limits[s.arm, 0], s.limits[s.arm, 1]
+        index = 0
+        state = episode_start(task, goals[0], np.clip(self._joint.position[arm], low, high))  # type: ignore[union-attr]
+        self._command[arm] = state.target
+        self.log.event(self.clock.now(), "goal", f"0: {results[0].goal}")
+        ticks = 0
+        while True:
+            joint = self._tick(PHASE_POLICY, index)
+            if not joint.fresh.all():  # a silent motor: hold this tick (``_tick`` stops the run if it stays silent)
+                self._record_done()
+                ticks += 1
+                continue
+            q, dq = joint.position[arm], joint.velocity[arm]
+            if ticks >= ticks_per_goal:
+                distance = float(task.distance(np, task.ee_position(np, q), np.asarray(results[index].goal)))
+                results[index].final_distance = distance
+                results[index].reached = distance < s.success_radius
+                self.log.event(self.clock.now(), "goal_done", f"{index}: {distance * 1000:.1f} mm")
+                index += 1
+                if index == len(goals):
+                    self._record_done()
+                    return
+                state = episode_start(task, goals[index], np.clip(q, low, high))
+                self._command[arm] = state.target
+                self.log.ticks[-1].goal = index  # this tick's observation and action belong to the new goal
+                self.log.event(self.clock.now(), "goal", f"{index}: {results[index].goal}")
+                ticks = 0
+            obs = observe(task, q, dq, state)
+            action = self.policy.act(obs)
+            self.log.ticks[-1].inference = self.clock.now()
+            events = check_action(action) | check_velocity(joint.velocity, s.max_velocity)
+            if not events:
+                target = task.next_target(np, action.astype(np.float32), state.target)
+                target, events = clamp_target(target.astype(np.float64), self._command[arm], s.limits[arm], s.max_step)
+                state = ReachState(goal=state.goal, target=target.astype(np.float32), last_action=action.astype(np.float32))
+                self._command[arm] = target
+            tick = self.log.ticks[-1]
+            tick.safety |= int(events)
+            tick.observation, tick.action = obs, action.astype(np.float32)
+            self._record_done()
+            ticks += 1
+
+    def _shutdown(self) -> list[int]:
+        """Hold, ramp kp down, disable, close: each step tolerates the bus failing under it."""
+        s = self.settings
+        now = self.clock.now()
+        self._deadline = max(self._deadline, now)
+        if self._joint is not None and np.isfinite(self._command).all():
+            try:
+                for _ in range(s.hold_ticks):
+                    self._tick(PHASE_SHUTDOWN, -1, strict=False)
+                    self._record_done()
+                for k in range(1, s.gain_ramp_ticks + 1):
+                    self._kp = s.kp * (1.0 - k / s.gain_ramp_ticks)
+                    self._tick(PHASE_SHUTDOWN, -1, strict=False)
+                    self._record_done()
+            except BusError as exc:
+                self.log.event(self.clock.now(), "bus_error", f"during shutdown: {exc}")
+        status = [-1] * len(self.calibration.joints)
+        try:
+            readings = self.bus.disable()
+            status = [int(v) for v in readings.status]
+            self.log.event(self.clock.now(), "disabled", f"status {status}")
+        except BusError as exc:
+            self.log.event(self.clock.now(), "disable_failed", str(exc))
+        finally:
+            try:
+                self.bus.close()
+            except BusError as exc:
+                self.log.event(self.clock.now(), "close_failed", str(exc))
+        return status
+
+    # -- one tick
+
+    def _tick(self, phase: int, goal: int, strict: bool = True) -> JointState:
+        """Wait for the deadline, send the current command, read the replies, log the row (finished by ``_record_done``).
+
+        ``strict`` (every phase but shutdown) turns a stop request, a fault or a
+        motor silent for ``stale_ticks`` into ``_Stop`` after logging the tick.
+        """
+        if strict and self.stop.requested:
+            self.log.event(self.clock.now(), self.stop.reason)
+            raise _Stop(self.stop.reason)
+        self.clock.wait_until(self._deadline)
+        send = self.clock.now()
+        command = self.calibration.to_motor(self._command, self._kp, self._kd)
+        try:
+            readings = self.bus.exchange(command)
+        except BusError:
+            self._append(phase, goal, send, self.clock.now(), None, SafetyEvent.BUS_ERROR)
+            self._record_done()
+            raise
+        read = self.clock.now()
+        joint = self.calibration.to_joint(readings)
+        self._silent_ticks = np.where(joint.fresh, 0, self._silent_ticks + 1)
+        events, problem = self._check_reply(joint)
+        self._append(phase, goal, send, read, joint, events)
+        if joint.fresh.all():
+            self._joint = joint
+        if strict and problem:
+            self._record_done()
+            self.log.event(read, "fault", problem)
+            raise _Stop("fault", problem)
+        return joint
+
+    def _check_reply(self, joint: JointState) -> tuple[SafetyEvent, str]:
+        """This reply's events, and why the run must stop ("" if it need not)."""
+        names = self.calibration.joints
+        events = SafetyEvent(0)
+        if not joint.fresh.all():
+            events |= SafetyEvent.STALE_REPLY
+        silent = [names[i] for i in np.flatnonzero(self._silent_ticks >= self.settings.stale_ticks)]
+        if silent:
+            return events | SafetyEvent.STALE_STOP, f"no reply from {', '.join(silent)} for {self.settings.stale_ticks} ticks"
+        fresh = joint.fresh
+        if not np.isfinite(joint.position[fresh]).all() or not np.isfinite(joint.velocity[fresh]).all():
+            return events | SafetyEvent.BAD_READING, "a reply decoded to NaN"
+        faulty = [f"{names[i]} status {int(joint.status[i]):#x}" for i in np.flatnonzero(fresh & (joint.status != STATUS_ENABLED))]
+        if faulty:
+            return events | SafetyEvent.MOTOR_FAULT, f"motor not enabled: {', '.join(faulty)}"
+        return events, ""
+
+    def _append(self, phase: int, goal: int, send: float, read: float, joint: JointState | None, events: SafetyEvent) -> None:
+        n = len(self.calibration.joints)
+        nan = np.full(n, np.nan)
+        self.log.add(
+            Tick(
+                deadline=self._deadline,
+                send=send,
+                read=read,
+                inference=math.nan,
+                done=math.nan,
+                phase=phase,
+                goal=goal,
+                overrun=self._missed,
+                safety=int(events),
+                command_position=self._command.copy(),
+                command_kp=self._kp.copy(),
+                command_kd=self._kd.copy(),
+                position=nan if joint is None else joint.position,
+                velocity=nan if joint is None else joint.velocity,
+                torque=nan if joint is None else joint.torque,
+                fresh=np.zeros(n, bool) if joint is None else joint.fresh,
+                status=np.full(n, -1) if joint is None else joint.status,
+                observation=self._nan_obs,
+                action=self._nan_action,
+            )
+        )
+
+    def _record_done(self) -> None:
+        """Stamp the tick's end and move the deadline on, skipping (and counting) deadlines already missed."""
+        done = self.clock.now()
+        self.log.ticks[-1].done = done
+        self._deadline += self.settings.period
+        self._missed = 0
+        if done > self._deadline:
+            self._missed = int((done - self._deadline) // self.settings.period) + 1
+            self._deadline += self._missed * self.settings.period

@@ -1,0 +1,197 @@
+"""``deploy/<arm>.yaml``: how to reach an arm's motors and how carefully to drive them.
+
+The file is checked twice, like ``robot.yaml``: its shape by pydantic (one-line
+errors naming file, field, value and what is allowed, "did you mean" for typos),
+then its joint names and limits against the robot, so a motor mapped to a
+misspelled joint or a limit past the joint's range is refused before any bus is
+opened.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pydantic
+
+from simrl.config import StrictModel, load_yaml_model, validate_model
+from simrl.deploy.buses.damiao import DAMIAO_LIMITS
+from simrl.errors import SimrlError, did_you_mean
+from simrl.paths import data_dir
+from simrl.robots import Robot
+
+
+class BusConfig(StrictModel):
+    """Which wire the motors are on (python-can settings) and how long to wait for them."""
+
+    kind: Literal["damiao"] = "damiao"
+    interface: str = pydantic.Field("socketcan", description="python-can interface: socketcan, socketcand, virtual, ...")
+    channel: str = "can0"
+    bitrate: int | None = pydantic.Field(1_000_000, gt=0)
+    host: str | None = pydantic.Field(None, description="socketcand server host")
+    port: int | None = pydantic.Field(None, ge=1, le=65535, description="socketcand server port")
+    reply_timeout_s: float = pydantic.Field(0.008, gt=0, le=0.1)
+    setup_timeout_s: float = pydantic.Field(0.05, gt=0, le=2.0)
+    retries: int = pydantic.Field(3, ge=0, le=20)
+
+    def can_settings(self) -> dict[str, Any]:
+        """Keyword arguments for ``DamiaoBus`` beyond the motors and timeouts."""
+        settings: dict[str, Any] = {"interface": self.interface, "channel": self.channel, "bitrate": self.bitrate}
+        if self.host is not None:
+            settings["host"] = self.host
+        if self.port is not None:
+            settings["port"] = self.port
+        return settings
+
+
+class MotorConfig(StrictModel):
+    """One motor: the joint it drives, its ids and model, its MIT gains and its calibration."""
+
+    joint: str
+    can_id: int = pydantic.Field(ge=1, le=0x7FE)
+    master_id: int = pydantic.Field(ge=0, le=0x7FE)
+    model: str
+    kp: float = pydantic.Field(ge=0, le=500, description="N·m/rad (Damiao MIT range 0..500)")
+    kd: float = pydantic.Field(ge=0, le=5, description="N·m·s/rad (Damiao MIT range 0..5)")
+    offset: float = pydantic.Field(0.0, ge=-math.pi, le=math.pi, description="motor angle (rad) at the joint's zero")
+    sign: Literal[1, -1] = 1
+
+    @pydantic.field_validator("model")
+    @classmethod
+    def _known_model(cls, model: str) -> str:
+        if model not in DAMIAO_LIMITS:
+            raise ValueError(f"unknown motor model{did_you_mean(model, DAMIAO_LIMITS)}; allowed: {', '.join(DAMIAO_LIMITS)}")
+        return model
+
+
+class SafetyConfig(StrictModel):
+    """Limits the bridge enforces on every tick, whatever the policy asks."""
+
+    max_step_rad: float = pydantic.Field(0.1, gt=0, le=1.0)
+    max_velocity_rad_s: float = pydantic.Field(8.0, gt=0, le=50.0)
+    stale_ticks: int = pydantic.Field(2, ge=1, le=100)
+
+
+class StartupConfig(StrictModel):
+    """The slow move to the home pose before the policy runs."""
+
+    home: dict[str, float] = pydantic.Field(default_factory=dict, description="joint -> rad, overrides robot.yaml's home")
+    home_speed_rad_s: float = pydantic.Field(0.5, gt=0, le=3.0)
+    settle_s: float = pydantic.Field(0.5, ge=0, le=10.0)
+
+
+class ShutdownConfig(StrictModel):
+    """How the motors are let go: hold, soften, disable."""
+
+    hold_s: float = pydantic.Field(0.2, ge=0, le=10.0)
+    gain_ramp_s: float = pydantic.Field(1.0, ge=0, le=10.0)
+
+
+class TimingConfig(StrictModel):
+    """How the loop thread keeps its deadlines (see ``simrl.deploy.clock``)."""
+
+    realtime_priority: int | None = pydantic.Field(10, ge=1, le=99, description="SCHED_FIFO priority; null: normal scheduling")
+    spin_s: float = pydantic.Field(0.0005, ge=0, le=0.01, description="busy-wait this long before each deadline")
+
+
+class DeployConfig(StrictModel):
+    """The schema of ``deploy/<arm>.yaml``."""
+
+    robot: str
+    rate_hz: float = pydantic.Field(50.0, gt=0, le=2000.0)
+    bus: BusConfig = BusConfig()
+    motors: list[MotorConfig] = pydantic.Field(min_length=1)
+    joint_limits: dict[str, tuple[float, float]] = pydantic.Field(default_factory=dict, description="joint -> [low, high] rad")
+    safety: SafetyConfig = SafetyConfig()
+    startup: StartupConfig = StartupConfig()
+    shutdown: ShutdownConfig = ShutdownConfig()
+    timing: TimingConfig = TimingConfig()
+    success_radius_m: float = pydantic.Field(0.03, gt=0, le=0.5)
+
+    @property
+    def period(self) -> float:
+        """Seconds per control tick."""
+        return 1.0 / self.rate_hz
+
+
+def config_path(robot: str, path: str | Path | None = None) -> Path:
+    """The user's file, else the shipped ``deploy/<robot>.yaml``."""
+    if path is not None:
+        return Path(path)
+    shipped = data_dir("deploy") / f"{robot}.yaml"
+    if not shipped.is_file():
+        names = sorted(p.stem for p in data_dir("deploy").glob("*.yaml"))
+        raise SimrlError(f"no deploy config for robot '{robot}'{did_you_mean(robot, names)}; shipped: {', '.join(names)}; give one with --config")
+    return shipped
+
+
+def load_deploy_config(robot: Robot, path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> DeployConfig:
+    """Read and check a deploy file for ``robot``; ``overrides`` (dotted keys, e.g. ``bus.port``) are CLI flags, checked alike."""
+    file = config_path(robot.name, path)
+    config = load_yaml_model(file, DeployConfig)
+    if overrides:
+        data = config.model_dump()
+        for dotted, value in overrides.items():
+            *parents, key = dotted.split(".")
+            node = data
+            for part in parents:
+                node = node[part]
+            node[key] = value
+        config = validate_model(file, DeployConfig, data)
+    check_against_robot(file, config, robot)
+    return config
+
+
+def _joint_error(file: Path, field: str, joint: str, valid: list[str], what: str) -> SimrlError:
+    return SimrlError(f"{file}: field '{field}' = '{joint}' is not {what}{did_you_mean(joint, valid, '; ')}; allowed: {', '.join(valid)}")
+
+
+def check_against_robot(file: Path, config: DeployConfig, robot: Robot) -> None:
+    """Names, coverage and limits against the robot: every arm joint has a motor, limits lie within the MJCF ranges."""
+    if config.robot != robot.name:
+        raise SimrlError(f"{file}: field 'robot' = '{config.robot}' but the robot is '{robot.name}'")
+    actuated = list(robot.config.arm_joints) + list(robot.config.gripper_joints)
+    for key in ("joint", "can_id"):  # the bus checks ids too, but only once it is built
+        values = [getattr(m, key) for m in config.motors]
+        for i, value in enumerate(values):
+            if values.index(value) != i:
+                raise SimrlError(f"{file}: field 'motors.{i}.{key}' = {value!r} repeats motors.{values.index(value)}; allowed: one motor per {key}")
+    for i, motor in enumerate(config.motors):
+        if motor.joint not in actuated:
+            raise _joint_error(file, f"motors.{i}.joint", motor.joint, actuated, f"an actuated joint of {robot.name}")
+    missing = [j for j in robot.config.arm_joints if j not in {m.joint for m in config.motors}]
+    if missing:
+        raise SimrlError(f"{file}: field 'motors' has no motor for arm joint(s) {', '.join(missing)}; every arm joint needs one")
+    for joint in config.joint_limits:
+        if joint not in actuated:
+            raise _joint_error(file, f"joint_limits.{joint}", joint, actuated, f"an actuated joint of {robot.name}")
+    for joint, (low, high) in config.joint_limits.items():
+        lo, hi = robot.model.jnt_range[robot.model.joint(joint).id]
+        if not low < high:
+            raise SimrlError(f"{file}: field 'joint_limits.{joint}' = [{low}, {high}]: allowed: low below high")
+        if low < lo - 1e-9 or high > hi + 1e-9:
+            raise SimrlError(f"{file}: field 'joint_limits.{joint}' = [{low}, {high}] is outside the joint's range; allowed: within [{lo:g}, {hi:g}]")
+    driven = [m.joint for m in config.motors]
+    limits = joint_limits(config, robot)
+    for joint, value in config.startup.home.items():
+        if joint not in driven:
+            raise _joint_error(file, f"startup.home.{joint}", joint, driven, "a joint with a motor")
+        low, high = limits[driven.index(joint)]
+        if not low <= value <= high:
+            raise SimrlError(f"{file}: field 'startup.home.{joint}' = {value} is outside the joint limits; allowed: [{low:g}, {high:g}]")
+
+
+def joint_limits(config: DeployConfig, robot: Robot) -> np.ndarray:
+    """(n_motors, 2) target limits in motor order: the file's, else the joint's MJCF range."""
+    rows = []
+    for motor in config.motors:
+        default = robot.model.jnt_range[robot.model.joint(motor.joint).id]
+        rows.append(config.joint_limits.get(motor.joint, tuple(default)))
+    return np.array(rows, dtype=np.float64)
+
+
+def home_pose(config: DeployConfig, robot: Robot) -> np.ndarray:
+    """(n_motors,) home angles in motor order: robot.yaml's, with the file's overrides."""
+    return np.array([config.startup.home.get(m.joint, robot.config.home[m.joint]) for m in config.motors], dtype=np.float64)

@@ -1,0 +1,176 @@
+"""One ``simrl deploy`` run put together: config, policy checks, goals, bus (real or emulated), loop, log.
+
+Everything a user can get wrong (config, policy, goals, flags) is checked
+before a motor is enabled. From the moment the bus is built, the log is
+written whatever ends the run, including an exception nobody planned for.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+from simrl.deploy.bridge import Bridge, BridgeOutcome, LoopSettings, StopRequest
+from simrl.deploy.buses.base import MotorBus
+from simrl.deploy.buses.damiao import DamiaoBus
+from simrl.deploy.calibration import Calibration, damiao_motors
+from simrl.deploy.clock import Clock, WallClock, collector_paused, realtime_scheduling
+from simrl.deploy.config import DeployConfig, load_deploy_config
+from simrl.deploy.emulated_arm import DEFAULT_REALITY, EmulatedArm
+from simrl.deploy.goals import GoalSpec
+from simrl.deploy.log import PHASE_HOME, PHASE_POLICY, PHASE_SHUTDOWN, DeployLog
+from simrl.deploy.policy_runtime import PolicyRuntime
+from simrl.deploy.report import DeploySummary, summarize
+from simrl.deploy.safety import event_names
+from simrl.errors import SimrlError
+from simrl.robots import Robot, load_robot
+from simrl.tasks.reach import ReachTask, load_reach_config
+
+# A reply timeout of at most this share of the period leaves the rest for inference and the wait.
+REPLY_SHARE = 0.4
+
+
+@dataclass(frozen=True)
+class DeployRequest:
+    """What ``simrl deploy`` was asked for."""
+
+    robot: str
+    policy: Path
+    goals: GoalSpec = GoalSpec()
+    config: Path | None = None
+    overrides: dict[str, Any] = field(default_factory=dict)  # dotted config keys (``bus.port``) from flags; None = not given
+    duration: float | None = None  # seconds per goal; default: the task's episode_steps ticks
+    rate: float | None = None
+    emulate: bool = False
+    reality: str = DEFAULT_REALITY
+    reality_seed: int = 0
+    log: Path | None = None
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A request checked and resolved: what the loop will drive, with what, toward which goals."""
+
+    robot: Robot
+    config: DeployConfig
+    policy: PolicyRuntime
+    task: ReachTask
+    goals: np.ndarray  # (G, 3)
+    goal_source: str
+    ticks_per_goal: int
+
+    def new_log(self) -> DeployLog:
+        """An empty log carrying everything that describes this run."""
+        log = DeployLog(tuple(m.joint for m in self.config.motors), self.task.observation_size, self.task.action_size)
+        log.meta.update(
+            robot=self.robot.name,
+            policy=str(self.policy.path),
+            policy_metadata=self.policy.metadata,
+            deploy_config=self.config.model_dump(mode="json"),
+            rate_hz=self.config.rate_hz,
+            goals=self.goals.tolist(),
+            goal_source=self.goal_source,
+            ticks_per_goal=self.ticks_per_goal,
+            reply_timeout_s=reply_timeout(self.config),
+            reality=None,
+            safety_codes=event_names(),
+            phases={"home": PHASE_HOME, "policy": PHASE_POLICY, "shutdown": PHASE_SHUTDOWN},
+        )
+        return log
+
+    def bridge(self, bus: MotorBus, clock: Clock, log: DeployLog, stop: StopRequest) -> Bridge:
+        """The loop on ``bus``, timed by ``clock``."""
+        settings = LoopSettings.from_config(self.config, self.robot)
+        return Bridge(bus, Calibration.from_config(self.config), self.policy, self.task, settings, clock, log, stop)
+
+
+def prepare(request: DeployRequest) -> Plan:
+    """Everything checked before any bus is touched: robot, config, policy against both, goals, ticks per goal."""
+    robot = load_robot(request.robot)
+    overrides = {key: value for key, value in request.overrides.items() if value is not None}
+    if request.rate is not None:
+        overrides["rate_hz"] = request.rate
+    config = load_deploy_config(robot, request.config, overrides)
+    policy = PolicyRuntime(request.policy)
+    task = policy.task_for(robot, load_reach_config())
+    goals, source = request.goals.resolve(task)
+    if request.duration is not None and not request.duration > 0:
+        raise SimrlError(f"--duration = {request.duration}: allowed: seconds above 0")
+    ticks = task.config.episode_steps if request.duration is None else max(1, round(request.duration * config.rate_hz))
+    return Plan(robot, config, policy, task, goals, source, ticks)
+
+
+def default_log_path(robot: str) -> Path:
+    return Path("runs") / "deploy" / f"{robot}-{time.strftime('%Y%m%d-%H%M%S')}.npz"
+
+
+def reply_timeout(config: DeployConfig) -> float:
+    """How long one exchange waits for the replies: the config's timeout, at most ``REPLY_SHARE`` of the period."""
+    return min(config.bus.reply_timeout_s, REPLY_SHARE * config.period)
+
+
+def make_bus(config: DeployConfig, **settings: Any) -> DamiaoBus:
+    """The Damiao bus of ``config`` (``settings`` replace its python-can ones)."""
+    bus = config.bus
+    return DamiaoBus(
+        damiao_motors(config),
+        **{**bus.can_settings(), **settings},
+        reply_timeout=reply_timeout(config),
+        setup_timeout=bus.setup_timeout_s,
+        retries=bus.retries,
+    )
+
+
+@contextlib.contextmanager
+def _arm(request: DeployRequest, plan: Plan) -> Iterator[tuple[DamiaoBus, dict[str, Any] | None]]:
+    """The bus to drive, and the emulated reality's description (None on hardware)."""
+    if not request.emulate:
+        yield make_bus(plan.config), None
+        return
+    emulated = EmulatedArm(plan.robot, plan.config, request.reality, request.reality_seed)
+    with emulated.started(plan.config.timing.realtime_priority):
+        yield make_bus(plan.config, interface="virtual", channel=emulated.channel), emulated.reality.describe()
+
+
+def run_deploy(request: DeployRequest, plan: Plan, stop: StopRequest) -> DeploySummary:
+    """Run the policy on the arm (or its emulator) toward every goal of ``plan``; the log is written however it ends."""
+    path = request.log or default_log_path(plan.robot.name)
+    log = plan.new_log()
+    outcome: BridgeOutcome | None = None
+    try:
+        with _arm(request, plan) as (bus, reality), realtime_scheduling(plan.config.timing.realtime_priority) as scheduling, collector_paused():
+            log.meta.update(reality=reality, scheduling=scheduling)
+            clock = WallClock(min(plan.config.timing.spin_s, plan.config.period / 4))
+            outcome = plan.bridge(bus, clock, log, stop).run(plan.goals, plan.ticks_per_goal)
+    finally:
+        summary = summarize_run(plan, log, path, outcome)
+        log.meta["summary"] = summary.to_dict()
+        log.write(path)
+    return summary
+
+
+def summarize_run(plan: Plan, log: DeployLog, path: Path, outcome: BridgeOutcome | None) -> DeploySummary:
+    """The run's figures; a run cut short by an unexpected error (no outcome) reads as a fault."""
+    goals = outcome.goals if outcome is not None else []
+    distances = [None if g.final_distance is None else round(g.final_distance * 1000, 2) for g in goals]
+    return summarize(
+        log.arrays(),
+        plan.config.period,
+        robot=plan.robot.name,
+        policy=str(plan.policy.path),
+        rate_hz=plan.config.rate_hz,
+        policy_rate_hz=round(1.0 / plan.robot.config.control_dt, 6),
+        stop_reason=outcome.stop_reason if outcome else "fault",
+        detail=outcome.detail if outcome else "unexpected error (see the traceback)",
+        goals_reached=sum(g.reached for g in goals),
+        goals_total=len(plan.goals),
+        success_radius_mm=plan.config.success_radius_m * 1000,
+        final_distances_mm=distances,
+        final_status=outcome.final_status if outcome else [],
+        log=str(path),
+    )
