@@ -74,7 +74,7 @@ class Evaluator:
         if self._compiling is not None:
             self._compiling.join()
             self._compiling = None
-        return self._compiled or self._run
+        return self._compiled if self._compiled is not None else self._run
 
     def _episodes(self, policy: Policy, key: jax.Array) -> tuple[jax.Array, jax.Array]:
         def step(state, _):
