@@ -36,6 +36,7 @@ from brax.envs.base import State as BraxState  # noqa: E402
 from brax.training.agents.ppo import networks as ppo_networks  # noqa: E402
 from brax.training.agents.ppo import train as ppo_train  # noqa: E402
 from flax import linen  # noqa: E402
+from simrl_runs import first_at  # noqa: E402
 
 from simrl.envs import ReachEnv, State  # noqa: E402
 from simrl.physics import make_backend  # noqa: E402
@@ -182,7 +183,7 @@ def main() -> None:
         )
     except Reached:
         pass
-    reached = next((point for point in curve if point["success_rate"] >= args.target), None)
+    reached = first_at(curve, args.target)
     record = {
         "trainer": "brax-ppo",
         "robot": args.robot,

@@ -24,26 +24,21 @@ import time
 import traceback
 from pathlib import Path
 
+from simrl_runs import first_at, run_evals, simrl
+
 RESULTS = Path(__file__).resolve().parent / "results"
 TARGET = 0.95
-
-
-def run_json(command: list[str], timeout_s: float) -> dict:
-    """Run a command that prints one JSON object on stdout (its progress goes to our stderr)."""
-    done = subprocess.run(command, stdout=subprocess.PIPE, text=True, timeout=timeout_s, check=True)
-    return json.loads(done.stdout[done.stdout.index("{"):])
 
 
 def simrl_ppo(robot: str, envs: int, minutes: float, logdir: Path) -> dict:
     """simrl's default PPO on mjx until 95 %: time from process start to the first eval at or above it."""
     start = time.perf_counter()
-    summary = run_json(
-        [sys.executable, "-m", "simrl", "train", "reach", "--robot", robot, "--backend", "mjx", "--envs", str(envs),
-         "--until-success", str(TARGET), "--minutes", str(minutes), "--logdir", str(logdir), "--no-progress", "--json"],
-        timeout_s=60 * minutes + 120,
-    )
-    evals = [json.loads(line) for line in (Path(summary["run_dir"]) / "evals.jsonl").read_text().splitlines()]
-    reached = next((e for e in evals if e["success_rate"] >= TARGET), None)
+    summary = simrl(
+        "train", "reach", "--robot", robot, "--backend", "mjx", "--envs", str(envs), "--until-success", str(TARGET),
+        "--minutes", str(minutes), "--logdir", str(logdir), "--no-progress", timeout_s=60 * minutes + 120,
+    )  # fmt: skip
+    evals = run_evals(summary)
+    reached = first_at(evals, TARGET)
     return {
         "trainer": "simrl-ppo",
         "robot": robot,
@@ -58,8 +53,11 @@ def simrl_ppo(robot: str, envs: int, minutes: float, logdir: Path) -> dict:
 
 
 def brax_ppo(robot: str, envs: int, minutes: float) -> dict:
+    """Brax's PPO on the same env (experiments/brax_baseline.py, which prints one JSON line last)."""
     script = Path(__file__).with_name("brax_baseline.py")
-    return run_json([sys.executable, str(script), "--robot", robot, "--envs", str(envs), "--minutes", str(minutes), "--json"], 60 * minutes + 120)
+    command = [sys.executable, str(script), "--robot", robot, "--envs", str(envs), "--minutes", str(minutes), "--json"]
+    done = subprocess.run(command, stdout=subprocess.PIPE, text=True, timeout=60 * minutes + 120, check=True)
+    return json.loads(done.stdout.splitlines()[-1])
 
 
 def throughput(robots: list[str], sizes: list[int], impls: list[str], deadline: float) -> list[dict]:

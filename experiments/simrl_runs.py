@@ -15,9 +15,9 @@ from typing import Any
 from simrl.train.run_dir import RunDir
 
 
-def simrl(*args: str) -> dict[str, Any]:
+def simrl(*args: str, timeout_s: float | None = None) -> dict[str, Any]:
     """Run a simrl command with --json and return its figures (stderr passes through for progress)."""
-    done = subprocess.run([sys.executable, "-m", "simrl", *args, "--json"], stdout=subprocess.PIPE, text=True, check=True)
+    done = subprocess.run([sys.executable, "-m", "simrl", *args, "--json"], stdout=subprocess.PIPE, text=True, check=True, timeout=timeout_s)
     return json.loads(done.stdout)
 
 
