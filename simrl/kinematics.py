@@ -93,41 +93,94 @@ class KinematicChain:
         )
 
 
-def _frames(xp: Any, chain: KinematicChain, q: Any) -> tuple[Any, list[Any], list[Any]]:
-    """World pose of the site, plus each arm joint's world anchor and axis.
+# Poses are computed in "structure of arrays" form: a 3-vector is a list of 3 entries and a 3x3 matrix a list of
+# 3 rows, each entry a Python float (a constant of the chain) or an array over the batch. Every product is then
+# elementwise arithmetic that XLA fuses into one loop over the batch, and products with a constant zero drop out
+# while tracing. Batched (N, 3, 3) matmuls were 9x slower: 3.0 ms against 0.33 ms for 4096 poses on this machine.
+Entry = Any  # a float or an array over the batch
+Vec3 = list[Entry]
+Mat3 = list[list[Entry]]
 
-    Shapes: ``q`` (..., n_arm) -> ee (..., 3), anchors and axes: lists of (..., 3)
-    ordered by arm-joint index.
+
+def _is_constant(x: Entry, value: float) -> bool:
+    return isinstance(x, float) and x == value
+
+
+def _dot(pairs: Any) -> Entry:
+    """Sum of ``a * b`` over the pairs, skipping products with a constant 0 and multiplications by a constant 1."""
+    total: Entry = 0.0
+    for a, b in pairs:
+        if _is_constant(a, 0.0) or _is_constant(b, 0.0):
+            continue
+        product = b if _is_constant(a, 1.0) else a if _is_constant(b, 1.0) else a * b
+        total = product if _is_constant(total, 0.0) else total + product
+    return total
+
+
+def _constant(array: np.ndarray) -> Any:
+    """A chain constant as nested lists of Python floats (weakly typed: they take the batch's dtype)."""
+    return [_constant(row) for row in array] if array.ndim > 1 else [float(x) for x in array]
+
+
+def _mat_mat(a: Mat3, b: Mat3) -> Mat3:
+    return [[_dot((a[i][k], b[k][j]) for k in range(3)) for j in range(3)] for i in range(3)]
+
+
+def _mat_vec(a: Mat3, v: Vec3) -> Vec3:
+    return [_dot((a[i][k], v[k]) for k in range(3)) for i in range(3)]
+
+
+def _add(a: Vec3, b: Vec3) -> Vec3:
+    return [x + y for x, y in zip(a, b)]
+
+
+def _sub(a: Vec3, b: Vec3) -> Vec3:
+    return [x - y for x, y in zip(a, b)]
+
+
+def _cross(a: Vec3, b: Vec3) -> Vec3:
+    return [a[1] * b[2] - a[2] * b[1], a[2] * b[0] - a[0] * b[2], a[0] * b[1] - a[1] * b[0]]
+
+
+def _stack(xp: Any, entries: Vec3, batch: tuple[int, ...], dtype: Any) -> Any:
+    """Entries (a vector's components) as one array (..., len(entries)); constants are broadcast over the batch."""
+    return xp.stack([xp.broadcast_to(xp.asarray(e, dtype=dtype), batch) for e in entries], axis=-1)
+
+
+def _frames(chain: KinematicChain, xp: Any, q: Any) -> tuple[Vec3, list[Vec3], list[Vec3]]:
+    """World position of the site, plus each arm joint's world anchor and axis (structure of arrays).
+
+    ``q`` is (..., n_arm); anchors and axes are ordered by arm-joint index.
     """
-    batch = q.shape[:-1]
-    eye = xp.eye(3, dtype=q.dtype)
-    rot = xp.broadcast_to(eye, batch + (3, 3))
-    pos = xp.zeros(batch + (3,), dtype=q.dtype)
+    identity = _constant(np.eye(3))
+    rot: Mat3 = identity
+    pos: Vec3 = [0.0, 0.0, 0.0]
     n_arm = q.shape[-1]
-    anchors: list[Any] = [None] * n_arm
-    axes: list[Any] = [None] * n_arm
+    anchors: list[Vec3] = [[]] * n_arm
+    axes: list[Vec3] = [[]] * n_arm
     for b, j in enumerate(chain.joint_index):
-        pos = pos + rot @ xp.asarray(chain.body_pos[b], dtype=q.dtype)
-        rot = rot @ xp.asarray(chain.body_rot[b], dtype=q.dtype)
+        pos = _add(pos, _mat_vec(rot, _constant(chain.body_pos[b])))
+        rot = _mat_mat(rot, _constant(chain.body_rot[b]))
         if j < 0:
             continue
-        jpos = xp.asarray(chain.joint_pos[b], dtype=q.dtype)
-        skew = xp.asarray(chain.joint_skew[b], dtype=q.dtype)
-        anchor = pos + rot @ jpos
-        # Rodrigues: rotation by q about the joint axis, in the body frame.
-        angle = q[..., j][..., None, None]
-        rot = rot @ (eye + xp.sin(angle) * skew + (1.0 - xp.cos(angle)) * (skew @ skew))
-        pos = anchor - rot @ jpos
+        joint_pos = _constant(chain.joint_pos[b])
+        skew, skew2 = _constant(chain.joint_skew[b]), _constant(chain.joint_skew[b] @ chain.joint_skew[b])
+        anchor = _add(pos, _mat_vec(rot, joint_pos))
+        # Rodrigues: rotation by q about the joint axis, in the body frame: I + sin q S + (1 - cos q) S^2.
+        sin, one_minus_cos = xp.sin(q[..., j]), 1.0 - xp.cos(q[..., j])
+        turn = [[_dot([(identity[r][c], 1.0), (skew[r][c], sin), (skew2[r][c], one_minus_cos)]) for c in range(3)] for r in range(3)]
+        rot = _mat_mat(rot, turn)
+        pos = _sub(anchor, _mat_vec(rot, joint_pos))
         anchors[j] = anchor
-        axes[j] = rot @ xp.asarray(chain.joint_axis[b], dtype=q.dtype)
-    ee = pos + rot @ xp.asarray(chain.site_pos, dtype=q.dtype)
+        axes[j] = _mat_vec(rot, _constant(chain.joint_axis[b]))
+    ee = _add(pos, _mat_vec(rot, _constant(chain.site_pos)))
     return ee, anchors, axes
 
 
 def ee_position(xp: Any, chain: KinematicChain, q: Any) -> Any:
     """End-effector position (..., 3) for arm joint positions ``q`` (..., n_arm)."""
-    ee, _, _ = _frames(xp, chain, q)
-    return ee
+    ee, _, _ = _frames(chain, xp, q)
+    return _stack(xp, ee, q.shape[:-1], q.dtype)
 
 
 def ee_jacobian(xp: Any, chain: KinematicChain, q: Any) -> tuple[Any, Any]:
@@ -135,6 +188,7 @@ def ee_jacobian(xp: Any, chain: KinematicChain, q: Any) -> tuple[Any, Any]:
 
     For a hinge, the column is ``axis x (ee - anchor)`` in world coordinates.
     """
-    ee, anchors, axes = _frames(xp, chain, q)
-    columns = [xp.cross(axes[j], ee - anchors[j]) for j in range(q.shape[-1])]
-    return ee, xp.stack(columns, axis=-1)
+    ee, anchors, axes = _frames(chain, xp, q)
+    batch = q.shape[:-1]
+    columns = [_stack(xp, _cross(axes[j], _sub(ee, anchors[j])), batch, q.dtype) for j in range(q.shape[-1])]
+    return _stack(xp, ee, batch, q.dtype), xp.stack(columns, axis=-1)
