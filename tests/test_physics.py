@@ -152,9 +152,23 @@ def test_cpu_backend_rewrites_only_the_worlds_promised_as_changed() -> None:
     reference = np.asarray(make_backend("cpu", robot.model, robot.substeps, n).step(state, ctrl, {"dof_damping": nominal}).state.qpos)
     np.testing.assert_array_equal(moved[1:], reference[1:])
     assert np.abs(moved[0] - reference[0]).max() > 1e-4
+    # A step that marks no world hands no fields over, yet steps the models written before: world 0 stays damped.
+    unmarked = np.asarray(backend.step(state, ctrl, params, changed=jnp.zeros(n, bool)).state.qpos)
+    np.testing.assert_array_equal(unmarked, moved)
     # Without a mask every value is compared again, so world 1's heavy damping now applies.
     compared = np.asarray(backend.step(state, ctrl, params).state.qpos)
     assert np.abs(compared[1] - reference[1]).max() > 1e-4
+
+
+def test_cpu_backend_refuses_fields_never_handed_over() -> None:
+    """A first step that marks no world would step nominal models in silence: it fails and says why."""
+    robot = load_robot("so101")
+    n = 2
+    backend = make_backend("cpu", robot.model, robot.substeps, n)
+    state = PhysicsState(jnp.tile(jnp.asarray(robot.home_qpos, jnp.float32), (n, 1)), jnp.zeros((n, robot.model.nv), jnp.float32))
+    params = {"dof_damping": np.tile(robot.model.dof_damping, (n, 1)).astype(np.float32)}
+    with pytest.raises(Exception, match="first step with them must mark every world"):
+        jax.block_until_ready(backend.step(state, jnp.zeros((n, robot.model.nu)), params, changed=jnp.zeros(n, bool)))
 
 
 def test_per_substep_controls_equal_to_held_ones_change_nothing() -> None:

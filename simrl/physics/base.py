@@ -82,8 +82,10 @@ class Backend(Protocol):
         ``changed`` (N,) bool is the caller's promise that only those worlds'
         ``params`` may differ from the previous step's (the env knows: a
         world's physics is redrawn only when its episode starts); ``None``
-        promises nothing. A backend that keeps per-world models uses it to
-        skip comparing every parameter of every world every step.
+        promises nothing. The first step with ``params`` must mark every world.
+        A backend that keeps per-world models uses it to skip comparing every
+        parameter of every world every step, and to hand them over only on
+        steps where some world changed.
         """
         ...
 

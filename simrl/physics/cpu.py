@@ -19,6 +19,7 @@ import mujoco
 import mujoco.rollout
 import numpy as np
 
+from simrl.errors import SimrlError
 from simrl.physics.base import Array, ModelParams, PhysicsState, StepOutput, check_ctrl, check_params, model_field
 
 
@@ -37,6 +38,7 @@ class CpuBackend:
         self._datas = [mujoco.MjData(model) for _ in range(max(threads, 1))]
         self._shared_models = [model] * num_worlds
         self._model_copies: list[mujoco.MjModel] | None = None
+        self._field_views: list[list[np.ndarray]] = []  # per world, its copy's arrays of the applied fields, in order
         self._applied: dict[str, np.ndarray] = {}
 
         nstate = mujoco.mj_stateSize(model, mujoco.mjtState.mjSTATE_FULLPHYSICS)
@@ -63,9 +65,11 @@ class CpuBackend:
         (see ``Backend.step``); without it every value is compared with the
         last one written.
         """
-        if self._model_copies is None or set(params) != set(self._applied):
+        if self._model_copies is None or list(params) != list(self._applied):
             # A different set of fields: start again from the nominal model so no stale field survives.
             self._model_copies = [copy.copy(self.model) for _ in range(self.num_worlds)]
+            # Each field looked up once: getattr on an MjModel builds a new array view (70 ms per 4096-world reset, 40 ms with these).
+            self._field_views = [[model_field(world_model, name) for name in params] for world_model in self._model_copies]
             self._applied = {}
             promised = None
         if promised is not None:
@@ -80,20 +84,25 @@ class CpuBackend:
                     changed |= np.any((value != previous).reshape(self.num_worlds, -1), axis=1)
         if not changed.any():
             return  # the usual case: parameters change only when an episode restarts
+        values = list(params.values())
         for world in np.flatnonzero(changed):
-            for name, value in params.items():
-                model_field(self._model_copies[world], name)[...] = value[world]
+            for view, value in zip(self._field_views[world], values):
+                view[...] = value[world]
         # Comparisons need the values written; with a promise the field set is all that is checked.
         self._applied = {name: value.copy() for name, value in params.items()} if promised is None else dict.fromkeys(params)
 
     def _host_step(
-        self, param_names: tuple[str, ...], qpos: np.ndarray, qvel: np.ndarray, ctrl: np.ndarray, *params_and_changed: np.ndarray
+        self, param_names: tuple[str, ...], per_world: bool, qpos: np.ndarray, qvel: np.ndarray, ctrl: np.ndarray, *params_and_changed: np.ndarray
     ):
+        """One control step of every world; ``per_world`` steps the per-world copies, with ``param_names`` written first."""
         models = self._shared_models
         if param_names:
             param_values = params_and_changed[: len(param_names)]
             promised = np.asarray(params_and_changed[-1], bool) if len(params_and_changed) > len(param_names) else None
             self._apply_params({n: np.asarray(v) for n, v in zip(param_names, param_values)}, promised)  # widened on write
+        if per_world:
+            if self._model_copies is None:
+                raise SimrlError("per-world model fields were never handed to the cpu backend: the first step with them must mark every world as changed")
             models = self._model_copies
         self._initial[:, self._qpos] = qpos
         self._initial[:, self._qvel] = qvel
@@ -129,14 +138,21 @@ class CpuBackend:
             jax.ShapeDtypeStruct((n, self.model.nv), dtype),
             jax.ShapeDtypeStruct((n, self.model.nsensordata), dtype),
         )
-        qpos, qvel, sensors = jax.pure_callback(
-            functools.partial(self._host_step, tuple(params)),
-            shapes,
-            state.qpos,
-            state.qvel,
-            jnp.asarray(ctrl, dtype),
-            *params.values(),
-            *([jnp.asarray(changed, bool)] if params and changed is not None else []),
-            vmap_method="sequential",
-        )
+        operands = (state.qpos, state.qvel, jnp.asarray(ctrl, dtype))
+
+        def host_step(param_names: tuple[str, ...], *extra: Array) -> tuple[Array, Array, Array]:
+            step = functools.partial(self._host_step, param_names, bool(params))
+            return jax.pure_callback(step, shapes, *operands, *extra, vmap_method="sequential")
+
+        if not params:
+            qpos, qvel, sensors = host_step(())
+        elif changed is None:
+            qpos, qvel, sensors = host_step(tuple(params), *params.values())
+        else:
+            # The fields cross into Python only on steps where some world changed (an episode start): handing
+            # their ~4 MB to the callback on every step cost 1.5 ms per step at 4096 worlds.
+            changed = jnp.asarray(changed, bool)
+            qpos, qvel, sensors = jax.lax.cond(
+                jnp.any(changed), lambda: host_step(tuple(params), *params.values(), changed), lambda: host_step(())
+            )
         return StepOutput(PhysicsState(qpos, qvel), sensors)
