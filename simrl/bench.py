@@ -40,7 +40,8 @@ class EnvBenchResult:
     ratio: float
     compile_s: float
     randomized_env_steps_per_s: float | None  # the env under a randomization profile, when asked
-    randomization_cost: float | None  # 1 - randomized / plain env rate
+    randomization_cost: float | None  # 1 - randomized / plain env rate: the median over back-to-back pairs
+    randomization_cost_quartiles: tuple[float, float] | None  # the pairs' lower and upper quartiles: this machine's spread
     cpu_count: int
     jax_version: str
     mujoco_version: str
@@ -118,14 +119,36 @@ def _env_timer(env: ReachEnv, steps: int, seed: int) -> tuple[Callable[[], float
     return run, compile_s
 
 
-def _alternate(timers: dict[str, Callable[[], float]], repeats: int, work: int, progress: Callable[[int], None]) -> dict[str, float]:
-    """Work per second of each timer, measured in turn ``repeats`` times (medians), so machine load hits all alike."""
+def _alternate(timers: dict[str, Callable[[], float]], repeats: int, progress: Callable[[int], None]) -> dict[str, list[float]]:
+    """Seconds of each timer, measured in turn ``repeats`` times, so machine load hits all alike.
+
+    The order flips every round (A B, B A, ...): neither timer always runs
+    right after the other, whose cache footprint or clock boost it could inherit.
+    """
     times: dict[str, list[float]] = {name: [] for name in timers}
+    names = list(timers)
     for i in range(repeats):
         progress(i)
-        for name, run in timers.items():
-            times[name].append(run())
-    return {name: work / statistics.median(t) for name, t in times.items()}
+        for name in names if i % 2 == 0 else reversed(names):
+            times[name].append(timers[name]())
+    return times
+
+
+def _rate(work: int, seconds: list[float]) -> float:
+    return work / statistics.median(seconds)
+
+
+def _cost_of(plain: list[float], other: list[float]) -> tuple[float, tuple[float, float]]:
+    """``1 - other rate / plain rate`` from each back-to-back pair: the median, and the lower and upper quartiles.
+
+    A ratio per pair cancels the machine's slow drifts (this VM's speed wanders by
+    10-20 % over minutes), which a ratio of two medians would not.
+    """
+    costs = sorted(1.0 - p / o for p, o in zip(plain, other))
+    if len(costs) < 2:
+        return costs[0], (costs[0], costs[0])
+    low, _, high = statistics.quantiles(costs, n=4, method="inclusive")
+    return statistics.median(costs), (low, high)
 
 
 def bench_env(
@@ -136,23 +159,24 @@ def bench_env(
     progress: Callable[[str], None] | None = None,
     randomized: ReachEnv | None = None,
 ) -> EnvBenchResult:
-    """Measure env and raw-rollout control steps/s, alternating ``repeats`` times, then the env against a ``randomized`` one the same way; medians."""
+    """Measure env and raw-rollout control steps/s, alternating ``repeats`` times (medians), then the env against a ``randomized`` one the same way."""
     note = progress or (lambda _: None)
     note("compiling the env")
     env_run, compile_s = _env_timer(env, steps, seed)
     raw_run = _raw_rollout_timer(env.robot, env.num_envs, steps)
     raw_run()  # warm the thread pool and caches like the env's first call did
     work = env.num_envs * steps
-    rates = _alternate({"env": env_run, "raw": raw_run}, repeats, work, lambda i: note(f"measuring {i + 1}/{repeats}"))
-    env_rate, raw_rate = rates["env"], rates["raw"]
-    randomized_rate = None
+    times = _alternate({"env": env_run, "raw": raw_run}, repeats, lambda i: note(f"measuring {i + 1}/{repeats}"))
+    env_rate, raw_rate = _rate(work, times["env"]), _rate(work, times["raw"])
+    randomized_rate = cost = quartiles = None
     if randomized is not None:
         note("compiling the randomized env")
         randomized_run = _env_timer(randomized, steps, seed)[0]
         # A pair of its own: a raw rollout in between would evict the per-world models (its state buffer is
         # hundreds of MB), a cost training never pays, and charge it to the randomized env alone.
-        pair = _alternate({"env": env_run, "randomized": randomized_run}, repeats, work, lambda i: note(f"measuring randomized {i + 1}/{repeats}"))
-        randomized_rate = pair["randomized"] * env_rate / pair["env"]  # the cost as measured in the pair, on this run's env figure
+        pair = _alternate({"env": env_run, "randomized": randomized_run}, repeats, lambda i: note(f"measuring randomized {i + 1}/{repeats}"))
+        cost, quartiles = _cost_of(pair["env"], pair["randomized"])
+        randomized_rate = env_rate * (1.0 - cost)  # the cost as measured in the pairs, on this run's env figure
     return EnvBenchResult(
         robot=env.robot.name,
         backend=env.physics.name,
@@ -165,7 +189,8 @@ def bench_env(
         ratio=env_rate / raw_rate,
         compile_s=compile_s,
         randomized_env_steps_per_s=randomized_rate,
-        randomization_cost=1.0 - randomized_rate / env_rate if randomized_rate else None,
+        randomization_cost=cost,
+        randomization_cost_quartiles=quartiles,
         cpu_count=os.cpu_count() or 1,
         jax_version=jax.__version__,
         mujoco_version=mujoco.__version__,
