@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -62,6 +63,13 @@ def split_profile(robot: str, folder: Path) -> dict[str, Path]:
 
 def bench(robot: str, profile: str | Path, repeats: int) -> dict:
     return simrl("bench", "env", "--robot", robot, "--envs", "4096", "--backend", "cpu", "--randomization", str(profile), "--repeats", str(repeats))
+
+
+def per_world_models(robot: str) -> dict:
+    """The raw ``mujoco.rollout`` cost of per-world models (``per_world_models.py``), one control step per call as in the env."""
+    script = Path(__file__).resolve().parent / "per_world_models.py"
+    done = subprocess.run([sys.executable, str(script), "--robot", robot, "--json"], stdout=subprocess.PIPE, text=True, check=True)
+    return json.loads(done.stdout)
 
 
 def cost_cell(run: dict) -> str:
@@ -113,10 +121,19 @@ def write_markdown(record: dict, path: Path) -> None:
         lines.append(f"| {label} | {cost_cell(part)} |")
     lines += [
         "",
-        "Most of what is left is the physics itself. The env hands MuJoCo one control step (4 substeps) per call, and",
-        "at that granularity 4096 per-world models cost about 12 % over one shared model at the raw `mujoco.rollout`",
-        "level, with no JAX at all (`python experiments/per_world_models.py --steps 1`): each world's step reads its",
-        "own 15 KB model from the last-level cache, where the shared one stays in the core's own caches.",
+        "Most of what is left is the physics itself. At the raw `mujoco.rollout` level, with no JAX at all, one",
+        "control step (4 substeps) per call as the env makes it (`python experiments/per_world_models.py`, 4096 worlds):",
+        "",
+        "| models stepped | ms per control step | cost |",
+        "|---|---|---|",
+        *(f"| {name} | {row['ms_per_step']:.1f} | {100 * row['cost']:.1f} % |" for name, row in record["per_world_models"].items()),
+        "",
+        "The values drawn cost little (one randomized model shared by all worlds), and so does switching between models",
+        "(16 models cycled over the worlds); what costs is 4096 distinct 15 KB models, 60 MB that no core's 2 MB L2",
+        "cache holds, read again for every world on every control step. That cost moves with how busy the host's",
+        "shared last-level cache is, which may be why the runs above differ by more than their own quartiles.",
+        "Removing it means fewer distinct models than worlds: a pool of variants that worlds draw from, as Isaac Lab",
+        "does for materials (`num_buckets`), which changes what per-world randomization means.",
         "",
         "What was cut on the env side (per control step at 4096 worlds, measured with the physics call replaced by a no-op):",
         "",
@@ -154,7 +171,11 @@ def main() -> None:
         runs = [bench(args.robot, "default", args.repeats) for _ in range(args.runs)]
         full = sorted(runs, key=lambda run: run["randomization_cost"])[len(runs) // 2]
         breakdown = {label: bench(args.robot, path, args.repeats) for label, path in split_profile(args.robot, Path(logdir)).items()}
-    record = {"robot": args.robot, "episodes": args.episodes, "seed": args.seed, "robustness": rows, "bench": full, "bench_runs": runs, "breakdown": breakdown}
+    physics = per_world_models(args.robot)
+    record = {
+        "robot": args.robot, "episodes": args.episodes, "seed": args.seed, "robustness": rows,
+        "bench": full, "bench_runs": runs, "breakdown": breakdown, "per_world_models": physics,
+    }  # fmt: skip
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".json").write_text(json.dumps(record, indent=2) + "\n")
     write_markdown(record, args.out.with_suffix(".md"))
