@@ -97,6 +97,7 @@ class KinematicChain:
 # 3 rows, each entry a Python float (a constant of the chain) or an array over the batch. Every product is then
 # elementwise arithmetic that XLA fuses into one loop over the batch, and products with a constant zero drop out
 # while tracing. Batched (N, 3, 3) matmuls were 9x slower: 3.0 ms against 0.33 ms for 4096 poses on this machine.
+# The price is paid by numpy on one pose (the deploy loop, every tick): about 0.5 ms instead of 0.1 ms.
 Entry = Any  # a float or an array over the batch
 Vec3 = list[Entry]
 Mat3 = list[list[Entry]]
@@ -147,7 +148,7 @@ def _stack(xp: Any, entries: Vec3, batch: tuple[int, ...], dtype: Any) -> Any:
     return xp.stack([xp.broadcast_to(xp.asarray(e, dtype=dtype), batch) for e in entries], axis=-1)
 
 
-def _frames(chain: KinematicChain, xp: Any, q: Any) -> tuple[Vec3, list[Vec3], list[Vec3]]:
+def _frames(xp: Any, chain: KinematicChain, q: Any) -> tuple[Vec3, list[Vec3], list[Vec3]]:
     """World position of the site, plus each arm joint's world anchor and axis (structure of arrays).
 
     ``q`` is (..., n_arm); anchors and axes are ordered by arm-joint index.
@@ -179,7 +180,7 @@ def _frames(chain: KinematicChain, xp: Any, q: Any) -> tuple[Vec3, list[Vec3], l
 
 def ee_position(xp: Any, chain: KinematicChain, q: Any) -> Any:
     """End-effector position (..., 3) for arm joint positions ``q`` (..., n_arm)."""
-    ee, _, _ = _frames(chain, xp, q)
+    ee, _, _ = _frames(xp, chain, q)
     return _stack(xp, ee, q.shape[:-1], q.dtype)
 
 
@@ -188,7 +189,7 @@ def ee_jacobian(xp: Any, chain: KinematicChain, q: Any) -> tuple[Any, Any]:
 
     For a hinge, the column is ``axis x (ee - anchor)`` in world coordinates.
     """
-    ee, anchors, axes = _frames(chain, xp, q)
+    ee, anchors, axes = _frames(xp, chain, q)
     batch = q.shape[:-1]
     columns = [_stack(xp, _cross(axes[j], _sub(ee, anchors[j])), batch, q.dtype) for j in range(q.shape[-1])]
     return _stack(xp, ee, batch, q.dtype), xp.stack(columns, axis=-1)
