@@ -1,14 +1,17 @@
 """Where randomization's cost on the cpu backend comes from, at the raw ``mujoco.rollout`` level (no JAX).
 
 Steps the same 4096 so101 worlds under the same random-walk controls with
-four lists of models, measured in turn so machine load hits all alike:
+these lists of models, measured in turn so machine load hits all alike:
 
 - one shared nominal model (what the unrandomized env steps);
 - 4096 nominal copies (the memory cost of per-world models alone);
 - 4096 copies holding the default profile's draws (what the randomized env steps);
 - one of those randomized models shared by every world (the physics cost of the draws alone);
-- 16 of those randomized models cycled over the worlds (world w steps model w mod 16): as many switches
-  between models as per-world ones, but a working set (16 x 15 KB) that stays in each core's L2 cache.
+- 16 or 256 of those randomized models cycled over the worlds (world w steps model w mod k): as many
+  switches between models as per-world ones, with a working set (k x 15 KB) that fits each core's L2 cache
+  or not: what a pool of k physics variants shared by the worlds would cost;
+- 256 of them in blocks (neighbouring worlds share a model): the same pool with the worlds stepped in
+  the order of their model, which a backend could do by permuting the rollout.
 
 The env calls the physics once per control step, so ``--steps 1`` is the case training runs.
 
@@ -56,7 +59,8 @@ def main() -> None:
         "per-world nominal copies": [copy.copy(model) for _ in range(n)],
         "per-world randomized models": randomized,
         "one randomized model, shared": [randomized[0]] * n,
-        "16 randomized models, cycled": [randomized[world % 16] for world in range(n)],
+        **{f"{k} randomized models, cycled": [randomized[world % k] for world in range(n)] for k in (min(16, n), min(256, n))},
+        f"{min(256, n)} randomized models, in blocks": [randomized[world * min(256, n) // n] for world in range(n)],
     }
 
     runner = mujoco.rollout.Rollout(nthread=2)
