@@ -7,14 +7,38 @@ flattened config against their evaluation success.
 
 from __future__ import annotations
 
+import importlib
 import math
+import sys
 from pathlib import Path
+from types import ModuleType
 from typing import Any, Mapping
 
 import numpy as np
 import yaml
-from tensorboardX import SummaryWriter
-from tensorboardX.summary import hparams
+
+
+def _tensorboardx_without_torch() -> ModuleType:
+    """tensorboardX, imported without letting it import torch.
+
+    tensorboardX imports torch whenever it is installed (the sb3 extra puts it
+    there), only to name torch tensors in type hints; that took 1.1 s of every
+    ``simrl train`` start on this machine, for a library simrl's own algorithms
+    never touch. A ``None`` in ``sys.modules`` makes that one ``import torch``
+    fail as if torch were absent; the entry is removed again, so a later real
+    import (Stable-Baselines3) works as usual.
+    """
+    if "torch" in sys.modules or "tensorboardX" in sys.modules:
+        return importlib.import_module("tensorboardX")
+    sys.modules["torch"] = None  # type: ignore[assignment]
+    try:
+        return importlib.import_module("tensorboardX")
+    finally:
+        del sys.modules["torch"]
+
+
+SummaryWriter = _tensorboardx_without_torch().SummaryWriter
+from tensorboardX.summary import hparams  # noqa: E402  (after the import above)
 
 HPARAM_METRICS = ("eval/success_rate", "eval/final_distance_mean", "episode/return")
 
