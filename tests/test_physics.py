@@ -160,6 +160,39 @@ def test_cpu_backend_rewrites_only_the_worlds_promised_as_changed() -> None:
     assert np.abs(compared[1] - reference[1]).max() > 1e-4
 
 
+def test_cpu_backend_worlds_with_equal_fields_share_one_model() -> None:
+    """Worlds whose fields are equal step one shared model; a world that changes moves to its own, the rest keep theirs."""
+    robot = load_robot("so101")
+    n = 6
+    backend = make_backend("cpu", robot.model, robot.substeps, n)
+    state = PhysicsState(jnp.tile(jnp.asarray(robot.home_qpos, jnp.float32), (n, 1)), jnp.zeros((n, robot.model.nv), jnp.float32))
+    ctrl = jnp.tile(jnp.asarray(robot.home_ctrl, jnp.float32), (n, 1)).at[:, robot.arm_actuators].add(0.4)
+    nominal = np.asarray(robot.model.dof_damping, np.float32)
+    heavy = nominal * 30.0
+
+    def step(rows: list[np.ndarray], mask: list[bool]) -> np.ndarray:
+        params = {"dof_damping": np.stack(rows)}
+        return np.asarray(backend.step(state, ctrl, params, changed=jnp.asarray(mask)).state.qpos)
+
+    rows = [heavy, nominal] * 3
+    first = step(rows, [True] * n)
+    assert backend._variants.distinct == 2
+    np.testing.assert_array_equal(first[0::2], np.broadcast_to(first[0], (3, first.shape[1])))
+    assert np.abs(first[0] - first[1]).max() > 1e-4
+    rows[1] = heavy  # world 1 joins the heavy worlds' model
+    second = step(rows, [False, True, False, False, False, False])
+    assert backend._variants.distinct == 2
+    np.testing.assert_array_equal(second[1], first[0])
+    rows[0] = nominal * 5.0  # world 0 gets a third model of its own; nobody else moves
+    third = step(rows, [True, False, False, False, False, False])
+    assert backend._variants.distinct == 3
+    np.testing.assert_array_equal(third[1:], second[1:])
+    assert np.abs(third[0] - second[0]).max() > 1e-4
+    models = {id(m) for m in backend._variants.world_models}
+    step([nominal] * n, [True] * n)  # all alike again: one model, made from one of those already there
+    assert backend._variants.distinct == 1 and {id(m) for m in backend._variants.world_models} <= models
+
+
 def test_cpu_backend_refuses_fields_never_handed_over() -> None:
     """A first step that marks no world would step nominal models in silence: it fails and says why."""
     robot = load_robot("so101")

@@ -37,8 +37,7 @@ class CpuBackend:
         self._rollout = mujoco.rollout.Rollout(nthread=threads if threads > 1 else 0)
         self._datas = [mujoco.MjData(model) for _ in range(max(threads, 1))]
         self._shared_models = [model] * num_worlds
-        self._model_copies: list[mujoco.MjModel] | None = None
-        self._field_views: list[list[np.ndarray]] = []  # per world, its copy's arrays of the applied fields, in order
+        self._variants = _Variants(model)
         self._applied: dict[str, np.ndarray] = {}
 
         nstate = mujoco.mj_stateSize(model, mujoco.mjtState.mjSTATE_FULLPHYSICS)
@@ -59,17 +58,15 @@ class CpuBackend:
         self._rollout.close()
 
     def _apply_params(self, params: dict[str, np.ndarray], promised: np.ndarray | None) -> None:
-        """Write per-world fields into per-world model copies, touching only worlds that changed.
+        """Give the worlds that changed models holding their fields; worlds with equal fields share one model.
 
         ``promised`` is the caller's (N,) mask of worlds that may have changed
         (see ``Backend.step``); without it every value is compared with the
         last one written.
         """
-        if self._model_copies is None or list(params) != list(self._applied):
+        if not self._variants.holds(params):
             # A different set of fields: start again from the nominal model so no stale field survives.
-            self._model_copies = [copy.copy(self.model) for _ in range(self.num_worlds)]
-            # Each field looked up once: getattr on an MjModel builds a new array view (a reset of 4096 worlds took 70 ms, 40-57 ms with these).
-            self._field_views = [[model_field(world_model, name) for name in params] for world_model in self._model_copies]
+            self._variants = _Variants(self.model, tuple(params), self.num_worlds)
             self._applied = {}
             promised = None
         if promised is not None:
@@ -84,10 +81,7 @@ class CpuBackend:
                     changed |= np.any((value != previous).reshape(self.num_worlds, -1), axis=1)
         if not changed.any():
             return  # the usual case: parameters change only when an episode restarts
-        values = list(params.values())
-        for world in np.flatnonzero(changed):
-            for view, value in zip(self._field_views[world], values):
-                view[...] = value[world]
+        self._variants.assign(np.flatnonzero(changed), list(params.values()))
         # Comparisons need the values written; with a promise the field set is all that is checked.
         self._applied = {name: value.copy() for name, value in params.items()} if promised is None else dict.fromkeys(params)
 
@@ -99,11 +93,11 @@ class CpuBackend:
         if param_names:
             param_values = params_and_changed[: len(param_names)]
             promised = np.asarray(params_and_changed[-1], bool) if len(params_and_changed) > len(param_names) else None
-            self._apply_params({n: np.asarray(v) for n, v in zip(param_names, param_values)}, promised)  # widened on write
+            self._apply_params({n: np.asarray(v) for n, v in zip(param_names, param_values)}, promised)
         if per_world:
-            if self._model_copies is None:
+            if not self._variants.fields:
                 raise SimrlError("per-world model fields were never handed to the cpu backend: the first step with them must mark every world as changed")
-            models = self._model_copies
+            models = self._variants.world_models
         self._initial[:, self._qpos] = qpos
         self._initial[:, self._qvel] = qvel
         # The rollout takes one control per substep: a 2-D ctrl is broadcast over them.
@@ -156,3 +150,74 @@ class CpuBackend:
                 jnp.any(changed), lambda: host_step(tuple(params), *params.values(), changed), lambda: host_step(())
             )
         return StepOutput(PhysicsState(qpos, qvel), sensors)
+
+
+class _Variants:
+    """The distinct models the worlds step: one MjModel per distinct set of field values, shared by the worlds holding it.
+
+    With every world's fields drawn on its own (the default) that is one model per
+    world. A profile's ``physics_variants`` pool makes worlds share a few hundred:
+    4096 distinct 15 KB models cost ~10 % of the physics step on this machine,
+    because no core's L2 cache holds them (``experiments/per_world_models.py``).
+    Models a change leaves unused are kept and rewritten for the next new values.
+    """
+
+    def __init__(self, model: mujoco.MjModel, fields: tuple[str, ...] = (), num_worlds: int = 0):
+        self.model = model
+        self.fields = fields
+        self.world_models: list[mujoco.MjModel] = [model] * num_worlds
+        self._key_of_world: list[bytes | None] = [None] * num_worlds
+        self._in_use: dict[bytes, _Variant] = {}
+        self._spare: list[_Variant] = []
+
+    def holds(self, params: dict[str, np.ndarray]) -> bool:
+        return bool(self.fields) and tuple(params) == self.fields
+
+    def assign(self, worlds: np.ndarray, values: list[np.ndarray]) -> None:
+        """Give each of ``worlds`` the model holding its row of ``values`` (each (N, ...), in ``fields`` order)."""
+        rows = np.concatenate([np.asarray(v).reshape(len(v), -1) for v in values], axis=1)
+        for world in worlds:
+            key = rows[world].tobytes()
+            old = self._key_of_world[world]
+            if old == key:
+                continue
+            if old is not None:
+                self._release(old)
+            variant = self._in_use.get(key)
+            if variant is None:
+                variant = self._spare.pop() if self._spare else _Variant.copy_of(self.model, self.fields)
+                variant.write(values, world)
+                self._in_use[key] = variant
+            variant.users += 1
+            self._key_of_world[world] = key
+            self.world_models[world] = variant.model
+
+    @property
+    def distinct(self) -> int:
+        """How many distinct models the worlds step now."""
+        return len(self._in_use)
+
+    def _release(self, key: bytes) -> None:
+        variant = self._in_use[key]
+        variant.users -= 1
+        if variant.users == 0:
+            del self._in_use[key]
+            self._spare.append(variant)
+
+
+class _Variant:
+    """One model copy, its arrays of the varied fields (looked up once: getattr on an MjModel builds a new view), and its users."""
+
+    def __init__(self, model: mujoco.MjModel, views: list[np.ndarray]):
+        self.model = model
+        self.views = views
+        self.users = 0
+
+    @classmethod
+    def copy_of(cls, model: mujoco.MjModel, fields: tuple[str, ...]) -> "_Variant":
+        copied = copy.copy(model)
+        return cls(copied, [model_field(copied, name) for name in fields])
+
+    def write(self, values: list[np.ndarray], world: int) -> None:
+        for view, value in zip(self.views, values):
+            view[...] = value[world]  # widened to float64 on write
