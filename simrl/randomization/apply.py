@@ -118,24 +118,38 @@ def nominal_fields(robot: Robot, fields: Sequence[str]) -> dict[str, np.ndarray]
 
 
 def sample_episode(
-    xp: Any, source: RandomSource, parameters: Sequence[ResolvedParameter], nominal: dict[str, Array], index: ModelIndex, n: int
+    xp: Any,
+    source: RandomSource,
+    parameters: Sequence[ResolvedParameter],
+    nominal: dict[str, Array],
+    index: ModelIndex,
+    n: int,
+    variants: int | None = None,
 ) -> tuple[dict[str, Array], dict[str, Array]]:
     """One episode's values for ``n`` worlds: (model fields (n, ...), env-layer values (n, ...)).
 
     ``nominal`` holds the unbatched model fields the profile varies. Noise drawn
-    every step is left to ``sample_step_noise``.
+    every step is left to ``sample_step_noise``. With ``variants``, the model
+    fields are drawn for that many variants and each world gets one of them,
+    uniformly at random; the env-layer values stay each world's own.
     """
-    model = {field: xp.broadcast_to(value, (n, *value.shape)) for field, value in nominal.items()}
+    if variants is not None:
+        source, pick_source = source.split(2)
+    drawn = n if variants is None else variants
+    model = {field: xp.broadcast_to(value, (drawn, *value.shape)) for field, value in nominal.items()}
     values: dict[str, Array] = {}
     for param, child in zip(parameters, source.split(max(len(parameters), 1))):
         if param.kind in MODEL_KINDS:
-            model = apply_model(xp, child, param, index, n, model)
+            model = apply_model(xp, child, param, index, drawn, model)
         elif param.kind in NOISE_KINDS and param.resample == "step":
             continue  # drawn by sample_step_noise
         elif param.kind == "latency_steps":
             values[param.kind] = draw_latency_steps(xp, child, param.spec, (n,))
         else:
             values[param.kind] = draw(xp, child, param.spec, value_shape(param, n))
+    if variants is not None:
+        pick = xp.minimum(xp.floor(pick_source.uniform((n,), 0.0, float(variants))), variants - 1).astype(xp.int32)
+        model = {field: value[pick] for field, value in model.items()}
     return model, values
 
 

@@ -46,8 +46,11 @@ def show_command(
         return
     table = _range_table(rows, title=f"randomization '{resolved.name}' for {arm.name} ({resolved.path})")
     unused = [kind for kind in KINDS if resolved.get(kind) is None]
-    if unused:
-        table.caption = f"not randomized: {', '.join(unused)}"
+    variants = resolved.profile.physics_variants
+    table.caption = "; ".join(
+        ([f"model values: {variants} variants per episode start, shared by the worlds"] if variants else [])
+        + ([f"not randomized: {', '.join(unused)}"] if unused else [])
+    )
     _print_wide(table)
 
 
