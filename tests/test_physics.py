@@ -136,13 +136,19 @@ def test_cpu_backend_parameters_follow_each_call() -> None:
     np.testing.assert_array_equal(_run(backend, robot, targets), nominal)
 
 
+def _worlds_at_home(robot, n: int) -> tuple:
+    """A cpu backend of ``n`` worlds, all at home, and a command moving every arm joint 0.4 rad."""
+    backend = make_backend("cpu", robot.model, robot.substeps, n)
+    state = PhysicsState(jnp.tile(jnp.asarray(robot.home_qpos, jnp.float32), (n, 1)), jnp.zeros((n, robot.model.nv), jnp.float32))
+    ctrl = jnp.tile(jnp.asarray(robot.home_ctrl, jnp.float32), (n, 1)).at[:, robot.arm_actuators].add(0.4)
+    return backend, state, ctrl
+
+
 def test_cpu_backend_rewrites_only_the_worlds_promised_as_changed() -> None:
     """With ``changed``, the backend trusts the mask instead of comparing: unmarked worlds keep their model."""
     robot = load_robot("so101")
     n = 3
-    backend = make_backend("cpu", robot.model, robot.substeps, n)
-    state = PhysicsState(jnp.tile(jnp.asarray(robot.home_qpos, jnp.float32), (n, 1)), jnp.zeros((n, robot.model.nv), jnp.float32))
-    ctrl = jnp.tile(jnp.asarray(robot.home_ctrl, jnp.float32), (n, 1)).at[:, robot.arm_actuators].add(0.4)
+    backend, state, ctrl = _worlds_at_home(robot, n)
     nominal = np.tile(robot.model.dof_damping, (n, 1)).astype(np.float32)
     heavy = nominal * 30.0
     backend.step(state, ctrl, {"dof_damping": nominal}, changed=jnp.ones(n, bool))
@@ -164,9 +170,7 @@ def test_cpu_backend_worlds_with_equal_fields_share_one_model() -> None:
     """Worlds whose fields are equal step one shared model; a world that changes moves to its own, the rest keep theirs."""
     robot = load_robot("so101")
     n = 6
-    backend = make_backend("cpu", robot.model, robot.substeps, n)
-    state = PhysicsState(jnp.tile(jnp.asarray(robot.home_qpos, jnp.float32), (n, 1)), jnp.zeros((n, robot.model.nv), jnp.float32))
-    ctrl = jnp.tile(jnp.asarray(robot.home_ctrl, jnp.float32), (n, 1)).at[:, robot.arm_actuators].add(0.4)
+    backend, state, ctrl = _worlds_at_home(robot, n)
     nominal = np.asarray(robot.model.dof_damping, np.float32)
     heavy = nominal * 30.0
 

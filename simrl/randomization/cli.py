@@ -50,7 +50,7 @@ def show_command(
     table.caption = "; ".join(
         ([f"model values: {variants} variants per episode start, shared by the worlds"] if variants else [])
         + ([f"not randomized: {', '.join(unused)}"] if unused else [])
-    )
+    ) or None
     _print_wide(table)
 
 
