@@ -8,14 +8,15 @@ hidden inside a module framework.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal, get_args
 
 import jax
 import jax.numpy as jnp
 
 Layers = list[dict[str, Any]]
 
-ACTIVATIONS = ("tanh", "relu", "elu")
+Activation = Literal["tanh", "relu", "elu"]  # what mlp_apply runs: every trainer's config, eval and export share it
+ACTIVATIONS: tuple[str, ...] = get_args(Activation)
 
 
 def mlp_init(key: jax.Array, sizes: list[int], last_scale: float = 1.0) -> Layers:

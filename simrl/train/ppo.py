@@ -26,7 +26,7 @@ import pydantic
 
 from simrl.config import StrictModel
 from simrl.train.algorithm import VecEnv, episode_statistics
-from simrl.train.networks import Layers, mlp_apply, mlp_init
+from simrl.train.networks import Activation, Layers, mlp_apply, mlp_init
 from simrl.train.normalization import RunningNorm
 from simrl.train.parallel import DataParallel
 from simrl.train.policy import Policy
@@ -51,7 +51,7 @@ class PPOConfig(StrictModel):
     entropy_coef: float = pydantic.Field(0.0, ge=0)
     max_grad_norm: float = pydantic.Field(0.5, gt=0)
     hidden_sizes: tuple[int, ...] = pydantic.Field((128, 128), min_length=1)
-    activation: Literal["tanh", "relu", "elu"] = "tanh"
+    activation: Activation = "tanh"
     init_log_std: float = pydantic.Field(-0.5, ge=-5, le=2)
     normalize_observations: bool = True
     normalize_advantages: bool = True

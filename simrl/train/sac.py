@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Literal, NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -26,7 +26,7 @@ import pydantic
 
 from simrl.config import StrictModel
 from simrl.train.algorithm import VecEnv, episode_statistics
-from simrl.train.networks import Layers, mlp_apply, mlp_init
+from simrl.train.networks import Activation, Layers, mlp_apply, mlp_init
 from simrl.train.normalization import RunningNorm
 from simrl.train.parallel import DataParallel
 from simrl.train.policy import Policy
@@ -57,7 +57,7 @@ class SACConfig(StrictModel):
     init_temperature: float = pydantic.Field(0.1, gt=0, le=100.0)
     target_entropy: float | None = pydantic.Field(None, description="None: -action_size")
     hidden_sizes: tuple[int, ...] = pydantic.Field((128, 128), min_length=1)
-    activation: Literal["tanh", "relu", "elu"] = "relu"
+    activation: Activation = "relu"
     normalize_observations: bool = True
     max_grad_norm: float | None = pydantic.Field(None, gt=0, description="None: no gradient clipping")
 

@@ -16,9 +16,9 @@ from typing import Annotated, Literal, Optional, Union
 import pydantic
 
 from simrl.config import StrictModel
+from simrl.train.networks import Activation
 
 SB3_ALGOS = ("sb3-ppo", "sb3-sac")
-Activation = Literal["tanh", "relu", "elu"]  # those simrl's Policy (and so eval and export) can run
 
 
 class SB3RunConfig(StrictModel):
