@@ -60,7 +60,7 @@ def brax_ppo(robot: str, envs: int, minutes: float) -> dict:
     return json.loads(done.stdout.splitlines()[-1])
 
 
-def throughput(robots: list[str], sizes: list[int], impls: list[str], deadline: float) -> list[dict]:
+def throughput(robots: list[str], sizes: list[int], impls: list[str], deadline: float, steps: int, repeats: int) -> list[dict]:
     """``bench_env`` on mjx for each robot, env count and impl, until ``deadline`` (perf_counter seconds)."""
     from simrl.bench import bench_env
     from simrl.envs import ReachEnv
@@ -77,7 +77,7 @@ def throughput(robots: list[str], sizes: list[int], impls: list[str], deadline: 
                     continue
                 try:
                     env = ReachEnv(robot, n, backend=make_backend("mjx", robot.model, robot.substeps, n, mjx_impl=impl))
-                    result = bench_env(env, steps=50, repeats=3).to_dict()
+                    result = bench_env(env, steps=steps, repeats=repeats).to_dict()
                     rows.append({"impl": impl, **result})
                     print(f"{robot_name} {impl} {n}: {result['env_steps_per_s']:,.0f} env steps/s", file=sys.stderr, flush=True)
                 except Exception as exc:  # a failing impl is a result to report, not a reason to stop
@@ -111,35 +111,48 @@ def write_markdown(report: dict, path: Path) -> None:
         "From the start of the training process, compilation included, to the first periodic evaluation",
         "(simrl's Evaluator, 200 held-out goals, 2 cm) at or above 95 %; same env, same hyperparameters and eval cadence.",
         "",
-        "| trainer | time to 95 % | env steps to 95 % | process (s) | target |",
-        "|---|---|---|---|---|",
+        "| trainer | time to 95 % | env steps to 95 % | process (s) | target | measured |",
+        "|---|---|---|---|---|---|",
     ]
     for run in report["training"]:
         if "error" in run:
-            lines.append(f"| {run['trainer']} | failed: {run['error'][:120]} | | | |")
+            lines.append(f"| {run['trainer']} | failed: {run['error'][:120]} | | | | {run.get('measured', '')} |")
             continue
         steps = f"{run['steps_to_target']:,}" if run["steps_to_target"] else "-"
-        lines.append(f"| {run['trainer']} | {fmt(run['time_to_target_s'])} | {steps} | {run['process_wall_s']:.0f} | ≤ 60 s |")
+        lines.append(f"| {run['trainer']} | {fmt(run['time_to_target_s'])} | {steps} | {run['process_wall_s']:.0f} | ≤ 60 s | {run.get('measured', report['measured'])} |")
     lines += [
         "",
         "## Env throughput (`simrl bench env --backend mjx`)",
         "",
         "Random actions, auto-reset included; beside it, raw `mujoco.rollout` of the same worlds on the machine's CPU cores.",
         "",
-        "| robot | impl | envs | mjx env steps/s | compile (s) | raw rollout on CPU, steps/s |",
-        "|---|---|---|---|---|---|",
+        "| robot | impl | envs | mjx env steps/s | compile (s) | raw rollout on CPU, steps/s | measured |",
+        "|---|---|---|---|---|---|---|",
     ]
-    for row in report["throughput"]:
+    for row in sorted(report["throughput"], key=lambda r: (r["impl"], r["robot"] != "so101", r["robot"], r["num_envs"])):
         if "error" in row:
-            lines.append(f"| {row['robot']} | {row['impl']} | {row['num_envs']:,} | {row['error'][:150]} | | |")
+            lines.append(f"| {row['robot']} | {row['impl']} | {row['num_envs']:,} | {row['error'][:150]} | | | {row.get('measured', '')} |")
         else:
             lines.append(
                 f"| {row['robot']} | {row['impl']} | {row['num_envs']:,} | {row['env_steps_per_s']:,.0f} | {row['compile_s']:.1f} | "
-                f"{row['raw_rollout_steps_per_s']:,.0f} ({row['cpu_count']} cores) |"
+                f"{row['raw_rollout_steps_per_s']:,.0f} ({row['cpu_count']} cores) | {row.get('measured', report['measured'])} |"
             )
     if report.get("notes"):
         lines += ["", "## Notes", "", *(f"- {note}" for note in report["notes"])]
     path.write_text("\n".join(lines) + "\n")
+
+
+def keep_earlier(report: dict, earlier: dict, args: argparse.Namespace) -> None:
+    """Carry into ``report`` the earlier runs and rows this run will not measure again, stamped with when and where
+    they were measured, so a short device run can re-measure a few rows without losing the rest."""
+    when = earlier["measured"] if earlier["device"] == report["device"] else f"{earlier['measured']} on {earlier['device']}"
+    rerun = {f"{name}-ppo" for name in ("simrl", "brax") if name not in args.skip}
+    grid = set() if "bench" in args.skip else {(r, i, n) for r in args.robots for i in args.impls for n in args.sizes}
+    report["training"] += [{"measured": when, **run} for run in earlier["training"] if run["trainer"] not in rerun]
+    report["throughput"] += [{"measured": when, **row} for row in earlier["throughput"]
+                             if (row["robot"], row["impl"], row["num_envs"]) not in grid]
+    report["runs"] = earlier.get("runs", [])  # earlier device runs, kept as they were recorded
+    report["notes"] = earlier.get("notes", [])
 
 
 def main() -> None:
@@ -152,7 +165,11 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[1024, 4096, 16384])
     parser.add_argument("--impls", nargs="+", default=["jax", "warp"])
     parser.add_argument("--report-only", action="store_true", help="remake OUT.md from OUT.json")
+    parser.add_argument("--bench-steps", type=int, default=50, help="control steps per throughput measurement")
+    parser.add_argument("--bench-repeats", type=int, default=3, help="measurements per throughput row (median)")
     parser.add_argument("--skip", nargs="*", default=[], choices=["simrl", "brax", "bench"])
+    parser.add_argument("--keep", action="store_true",
+                        help="keep the rows of an earlier OUT.json that this run does not measure again (each row says when it was measured)")
     args = parser.parse_args()
     if args.report_only:
         write_markdown(json.loads(args.out.with_suffix(".json").read_text()), args.out.with_suffix(".md"))
@@ -164,16 +181,19 @@ def main() -> None:
     report: dict = {"device": device_name(), "measured": time.strftime("%Y-%m-%d %H:%M"), "jax": jax.__version__,
                     "mujoco": mujoco.__version__, "jax_devices": [str(d) for d in jax.devices()], "training": [], "throughput": []}
     args.out.parent.mkdir(parents=True, exist_ok=True)
+    if args.keep and args.out.with_suffix(".json").is_file():
+        keep_earlier(report, json.loads(args.out.with_suffix(".json").read_text()), args)
 
     def save() -> None:
         args.out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
         write_markdown(report, args.out.with_suffix(".md"))
 
+    stamped = lambda row: {**row, "measured": report["measured"]}  # noqa: E731
     parts = [
-        ("simrl", lambda: report["training"].append(simrl_ppo("so101", args.envs, args.train_minutes, Path("/tmp/simrl-gpu-runs")))),
-        ("brax", lambda: report["training"].append(brax_ppo("so101", args.envs, args.train_minutes))),
-        ("bench", lambda: report["throughput"].extend(
-            throughput(args.robots, args.sizes, args.impls, time.perf_counter() + 60 * args.bench_minutes))),
+        ("simrl", lambda: report["training"].append(stamped(simrl_ppo("so101", args.envs, args.train_minutes, Path("/tmp/simrl-gpu-runs"))))),
+        ("brax", lambda: report["training"].append(stamped(brax_ppo("so101", args.envs, args.train_minutes)))),
+        ("bench", lambda: report["throughput"].extend(map(stamped, throughput(
+            args.robots, args.sizes, args.impls, time.perf_counter() + 60 * args.bench_minutes, args.bench_steps, args.bench_repeats)))),
     ]
     for name, part in parts:
         if name in args.skip:
