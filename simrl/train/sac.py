@@ -209,7 +209,8 @@ class SAC:
         obs_size, action_size = self.env.observation_size, self.env.action_size
         hidden = list(cfg.hidden_sizes)
         actor = mlp_init(actor_key, [obs_size, *hidden, 2 * action_size], last_scale=0.01)
-        critic = jax.vmap(lambda k: mlp_init(k, [obs_size + action_size, *hidden, 1]))(jax.random.split(critic_key))
+        twins = [mlp_init(k, [obs_size + action_size, *hidden, 1]) for k in jax.random.split(critic_key)]
+        critic = jax.tree.map(lambda *pair: jnp.stack(pair), *twins)
         log_alpha = jnp.asarray(math.log(cfg.init_temperature), jnp.float32)
         return SACAgent(
             actor=actor,
