@@ -1,9 +1,10 @@
 """Compile a jitted function on a thread while the caller goes on.
 
-A training start compiles three programs: the env reset, the training
-iteration and the evaluation. Compiled one after another they are most of the
-time to a first result (on a GPU, over half of a one-minute run); XLA releases
-the GIL while it compiles, so they can overlap.
+Used for the evaluation, whose compilation would otherwise stop training at
+the first evaluation (on an H200, 15 s of a one-minute run; XLA releases the
+GIL while it compiles). Not for the training iteration: compiling it beside
+the reset and the evaluation made the first evaluation of a GPU run come 7-12 s
+later (compilation 41 s against 32 s), and gained 0.3 s on two CPU cores.
 """
 
 from __future__ import annotations

@@ -7,7 +7,6 @@ same result), and a seed the training never drew gives an honest figure.
 
 from __future__ import annotations
 
-import threading
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -16,6 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from simrl.envs import ReachEnv
+from simrl.train.background_compile import BackgroundCompile
 from simrl.train.policy import Policy
 
 
@@ -51,8 +51,7 @@ class Evaluator:
             raise ValueError("the evaluation env must be built with auto_reset=False")
         self.env = env
         self._run = jax.jit(self._episodes)
-        self._compiling: threading.Thread | None = None
-        self._compiled: Any = None
+        self._compiling: BackgroundCompile | None = None
 
     def compile_in_background(self, policy: Policy) -> None:
         """Compile the evaluation for policies shaped like ``policy`` while the caller goes on (training, say).
@@ -60,21 +59,11 @@ class Evaluator:
         The first evaluation would otherwise stop training for the whole
         compilation: on a GPU, about 15 s of a one-minute run.
         """
-
-        # Shapes only: the caller may donate or delete the arrays while this runs.
-        shapes = jax.tree_util.tree_map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), policy)
-
-        def compile_now() -> None:
-            self._compiled = self._run.lower(shapes, jax.random.key(0)).compile()
-
-        self._compiling = threading.Thread(target=compile_now, name="evaluator-compile", daemon=True)
-        self._compiling.start()
+        self._compiling = BackgroundCompile(self._run, policy, jax.random.key(0), name="evaluator-compile")
 
     def _executable(self) -> Any:
-        if self._compiling is not None:
-            self._compiling.join()
-            self._compiling = None
-        return self._compiled if self._compiled is not None else self._run
+        compiled = self._compiling.wait() if self._compiling is not None else None
+        return compiled or self._run
 
     def _episodes(self, policy: Policy, key: jax.Array) -> tuple[jax.Array, jax.Array]:
         def step(state, _):
