@@ -130,11 +130,12 @@ def sample_episode(
 
     ``nominal`` holds the unbatched model fields the profile varies. Noise drawn
     every step is left to ``sample_step_noise``. With ``variants``, the model
-    fields are drawn for that many variants and each world gets one of them,
-    uniformly at random; the env-layer values stay each world's own.
+    fields are drawn for that many variants and world ``w`` of ``n`` gets variant
+    ``w * variants // n``: neighbouring worlds share one, so the cpu backend steps
+    them one after another while that model is in cache (the variants are
+    independent draws, so which worlds share one is arbitrary). The env-layer
+    values stay each world's own.
     """
-    if variants is not None:
-        source, pick_source = source.split(2)
     drawn = n if variants is None else variants
     model = {field: xp.broadcast_to(value, (drawn, *value.shape)) for field, value in nominal.items()}
     values: dict[str, Array] = {}
@@ -148,7 +149,7 @@ def sample_episode(
         else:
             values[param.kind] = draw(xp, child, param.spec, value_shape(param, n))
     if variants is not None:
-        pick = xp.minimum(xp.floor(pick_source.uniform((n,), 0.0, float(variants))), variants - 1).astype(xp.int32)
+        pick = (xp.arange(n) * variants) // n
         model = {field: value[pick] for field, value in model.items()}
     return model, values
 
