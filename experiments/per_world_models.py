@@ -11,7 +11,7 @@ these lists of models, measured in turn so machine load hits all alike:
   switches between models as per-world ones, with a working set (k x 15 KB) that fits each core's L2 cache
   or not: what a pool of k physics variants shared by the worlds would cost;
 - 256 of them in blocks (neighbouring worlds share a model): the same pool with the worlds stepped in
-  the order of their model, which a backend could do by permuting the rollout.
+  the order of their model, as a profile's ``physics_variants`` hands them out.
 
 The env calls the physics once per control step, so ``--steps 1`` is the case training runs.
 

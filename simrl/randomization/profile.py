@@ -145,7 +145,7 @@ class Profile(StrictModel):
     physics_variants: Optional[int] = pydantic.Field(
         None,
         ge=1,
-        description="draw this many sets of model values at each episode start and give each world one of them at random; "
+        description="draw this many sets of model values at each episode start and give each block of neighbouring worlds one of them; "
         "unset: every world draws its own (the cpu backend then steps one model per world, ~10 % slower at 4096 worlds)",
     )
     link_mass: Optional[ParameterSpec] = None
