@@ -32,7 +32,6 @@ def test_a_jitted_call_after_wait_compiles_nothing_again(backend_compiles):
     x = np.arange(15.0, dtype=np.float32).reshape(3, 5)
     compiling = BackgroundCompile(step, params, x)
     assert compiling.wait() is not None
-    assert compiling.seconds is not None and compiling.seconds > 0
     compiled_before_call = len(backend_compiles)
     assert compiled_before_call >= 1
     result = step(params, x)
