@@ -16,6 +16,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from simrl.compile_cache import resolve_directory, use_compile_cache
 from simrl.errors import SimrlError
 from simrl.randomization.cli import app as randomization_app
 
@@ -40,8 +41,15 @@ stderr = Console(stderr=True, soft_wrap=True)
 @app.callback()
 def _global_options(
     debug: bool = typer.Option(False, "--debug", help="Show full tracebacks instead of one-line errors."),
+    compile_cache: Optional[str] = typer.Option(
+        None,
+        "--compile-cache",
+        envvar="SIMRL_COMPILE_CACHE",
+        help="Folder where compiled XLA programs are kept for later runs (default: ~/.cache/simrl/xla); 'off' compiles everything afresh.",
+    ),
 ) -> None:
     """Global options (``--debug`` is read in ``main`` so it also covers errors raised here)."""
+    use_compile_cache(resolve_directory(compile_cache))
 
 
 @app.command("robots")
