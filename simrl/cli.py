@@ -217,9 +217,11 @@ def train_reach_command(
     result = runner.train(clock_start=_CLOCK_START, resume=resume is not None)
     if as_json:
         print(json.dumps(result.to_dict(), indent=2))
-    rate = f"{result.train_env_steps_per_s:,.0f} steps/s while training, " if result.train_env_steps_per_s else ""
+    rate = f" ({result.train_env_steps_per_s:,.0f} steps/s while training)" if result.train_env_steps_per_s else ""
+    split = result.time_split
     console.print(
-        f"{result.stop_reason}: {result.env_steps:,} env steps in {result.wall_time_s:.1f} s ({rate}compile {result.compile_s:.1f} s)",
+        f"{result.stop_reason}: {result.env_steps:,} env steps in {result.wall_time_s:.1f} s{rate}: startup {split['startup_s'] or 0:.1f} s, "
+        f"first iteration (compiles) {split['first_iteration_s']:.1f} s, iterations {split['iterations_s']:.1f} s, evaluations {split['evaluations_s']:.1f} s",
         highlight=False,
     )
     if result.final_eval:

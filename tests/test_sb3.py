@@ -22,7 +22,7 @@ from simrl.train.config import resolve_config
 from simrl.train.normalization import OBS_CLIP
 from simrl.train.run_dir import RunDir
 from tests.cli import assert_one_line_error
-from tests.tiny_run import tiny_train_args, write_short_episodes, write_tiny_recipe
+from tests.tiny_run import assert_time_split_adds_up, tiny_train_args, write_short_episodes, write_tiny_recipe
 
 EPISODE = 8  # steps, from write_short_episodes
 SEED = 7
@@ -124,6 +124,7 @@ def test_sb3_ppo_trains_through_the_cli_into_a_run_simrl_eval_reads(sb3, tmp_pat
     summary = json.loads(trained.stdout)
     assert summary["algo"] == "sb3-ppo" and summary["stop_reason"] == "completed"
     assert (summary["iterations"], summary["env_steps"]) == (6, 384)  # 16 envs x 4 steps per iteration
+    assert_time_split_adds_up(summary)
     run = RunDir(Path(summary["run_dir"]))
     for path in (run.config_file, run.sb3_model_file, run.sb3_normalization_file, run.policy_file, run.summary_file):
         assert path.is_file(), path

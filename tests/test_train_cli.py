@@ -13,7 +13,7 @@ import yaml
 
 from simrl.train.checkpoint import load_arrays
 from tests.cli import assert_one_line_error, run_simrl, simrl_command
-from tests.tiny_run import tiny_train_args, write_tiny_recipe
+from tests.tiny_run import assert_time_split_adds_up, tiny_train_args, write_tiny_recipe
 
 
 def only_run(tmp_path: Path) -> Path:
@@ -43,6 +43,7 @@ def test_ctrl_c_saves_a_checkpoint_and_resume_continues_from_it(tmp_path):
     summary = json.loads(resumed.stdout)
     assert summary["stop_reason"] == "completed"
     assert (summary["iterations"], summary["env_steps"]) == (meta["iteration"] + 2, target)
+    assert_time_split_adds_up(summary)  # the last iteration evaluates
     assert yaml.safe_load((run / "config.yaml").read_text())["total_steps"] == target
 
 

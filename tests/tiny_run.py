@@ -39,3 +39,11 @@ def tiny_train_args(folder: Path, recipe: Path) -> list[str]:
         "train", "reach", "--robot", "so101", "--backend", "cpu", "--config", str(recipe),
         "--task-config", str(write_short_episodes(folder)), "--logdir", str(folder / "runs"), "--no-progress",
     ]  # fmt: skip
+
+
+def assert_time_split_adds_up(summary: dict) -> None:
+    """A run summary's time split (of a run that evaluated): every part measured, together no more than the run's wall time."""
+    split = summary["time_split"]
+    assert split["startup_s"] > 0 and split["first_iteration_s"] > 0 and split["iterations_s"] > 0 and split["evaluations_s"] > 0
+    assert sum(split.values()) <= summary["wall_time_s"] + 1e-3
+    assert split["first_iteration_s"] == round(summary["compile_s"], 3)

@@ -8,12 +8,32 @@ benchmarks read both alike.
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass
+
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from simrl.train.evaluation import EvalResult
 from simrl.train.run_dir import RunDir
 from simrl.train.summaries import RunWriter
+
+
+@dataclass
+class TimeSplit:
+    """Where a run's wall-clock has gone so far (seconds), written to ``summary.json`` and read by the benchmarks.
+
+    What is left of the wall time is logging and checkpoints. On a short run
+    the fixed costs (``startup_s``, ``first_iteration_s``) can outweigh the
+    learning itself, which a single time-to-target figure hides.
+    """
+
+    startup_s: float | None = None  # this process's start to its first iteration: imports, envs, reset
+    first_iteration_s: float = 0.0  # the first iteration, which compiles (and, for SB3, warms torch up)
+    iterations_s: float = 0.0  # every later iteration: rollouts and updates
+    evaluations_s: float = 0.0  # the periodic X/N evaluations
+
+    def to_dict(self) -> dict[str, float | None]:
+        return {name: None if value is None else round(value, 3) for name, value in asdict(self).items()}
 
 
 def progress_bar(console: Console, show: bool) -> Progress:

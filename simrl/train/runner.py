@@ -34,7 +34,7 @@ from simrl.train.config import TrainConfig, config_to_yaml_dict
 from simrl.train.evaluation import EvalResult, Evaluator
 from simrl.train.parallel import DataParallel
 from simrl.train.policy import save_policy
-from simrl.train.reporting import progress_bar, record_evaluation
+from simrl.train.reporting import TimeSplit, progress_bar, record_evaluation
 from simrl.train.ppo import PPO
 from simrl.train.run_dir import RunDir
 from simrl.train.sac import SAC
@@ -84,8 +84,9 @@ class TrainResult:
     wall_time_s: float
     compile_s: float
     train_env_steps_per_s: float | None  # iterations only: evaluation, checkpoints and compilation excluded
+    time_split: dict[str, float | None]  # TimeSplit: startup, first iteration, later iterations, evaluations
     final_eval: dict[str, Any] | None
-    first_target_eval: dict[str, Any] | None  # the first evaluation at or above stop_at_success / 95 %
+    first_target_eval: dict[str, Any] | None  # the first evaluation at or above stop_at_success / 95 %, with the time split then
 
     @classmethod
     def of_run(cls, runner: Any, **outcome: Any) -> "TrainResult":
@@ -215,7 +216,7 @@ class Runner:
         writer.config(config_to_yaml_dict(cfg), env_steps)
         writer.histograms(self.env.domain.summary(self.parallel.to_host(env_state.domain)), env_steps)
         wall = lambda: previous_wall + time.perf_counter() - clock_start  # noqa: E731
-        train_time, train_steps, compile_s = 0.0, 0, 0.0
+        split, train_steps = TimeSplit(), 0
         stop_reason = "completed"
         final_eval: EvalResult | None = None
         first_target: dict[str, Any] | None = None
@@ -235,6 +236,8 @@ class Runner:
                     break
                 key, sub = jax.random.split(key)
                 began = time.perf_counter()
+                if split.startup_s is None:
+                    split.startup_s = began - clock_start
                 agent, env_state, stats, finite = self._iterate(agent, env_state, sub)
                 if not bool(finite):
                     writer.close()
@@ -242,23 +245,26 @@ class Runner:
                 elapsed = time.perf_counter() - began
                 iteration += 1
                 env_steps += self.algo.env_steps_per_iteration
-                if not compile_s:
-                    compile_s = elapsed  # this process's first call compiles; keep it out of the throughput figure
+                if not split.first_iteration_s:
+                    split.first_iteration_s = elapsed  # this process's first call compiles; keep it out of the throughput figure
                 else:
-                    train_time += elapsed
+                    split.iterations_s += elapsed
                     train_steps += self.algo.env_steps_per_iteration
                 values = {k: float(v) for k, v in jax.device_get(stats).items()}
-                rate = train_steps / train_time if train_time > 0 else float("nan")
+                rate = train_steps / split.iterations_s if split.iterations_s > 0 else float("nan")
                 values.update({"perf/env_steps_per_s": rate, "perf/wall_time_s": wall(), "perf/iteration_s": elapsed})
                 writer.scalars(values, env_steps)
                 shown.update({k: values[k] for k in PROGRESS_KEYS if math.isfinite(values.get(k, math.nan))})
                 progress.update(task, completed=env_steps, rate=rate, **{k.split("/")[1]: v for k, v in shown.items()})
 
                 if iteration % cfg.eval_every == 0 or iteration == self.total_iterations:
+                    began = time.perf_counter()
                     final_eval = self._evaluate(agent, iteration, env_steps, wall(), writer)
+                    split.evaluations_s += time.perf_counter() - began
                     writer.histograms(self.env.domain.summary(self.parallel.to_host(env_state.domain)), env_steps)  # the worlds' current draws
                     if first_target is None and final_eval.success_rate >= target:
                         first_target = {"iteration": iteration, "env_steps": env_steps, "wall_time_s": wall(), **final_eval.to_dict()}
+                        first_target["time_split"] = split.to_dict()
                     if cfg.stop_at_success is not None and final_eval.success_rate >= cfg.stop_at_success:
                         stop_reason = "target_reached"
                         break
@@ -273,8 +279,9 @@ class Runner:
             iterations=iteration,
             env_steps=env_steps,
             wall_time_s=wall(),
-            compile_s=compile_s,
-            train_env_steps_per_s=train_steps / train_time if train_time > 0 else None,
+            compile_s=split.first_iteration_s,
+            train_env_steps_per_s=train_steps / split.iterations_s if split.iterations_s > 0 else None,
+            time_split=split.to_dict(),
             final_eval=final_eval.to_dict() if final_eval else None,
             first_target_eval=first_target,
         )

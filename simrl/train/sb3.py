@@ -53,7 +53,7 @@ from simrl.train.evaluation import EvalResult, Evaluator
 from simrl.train.normalization import OBS_CLIP
 from simrl.train.parallel import DataParallel
 from simrl.train.policy import Policy, save_policy
-from simrl.train.reporting import progress_bar, record_evaluation
+from simrl.train.reporting import TimeSplit, progress_bar, record_evaluation
 from simrl.train.run_dir import RunDir
 from simrl.train.runner import PROGRESS_KEYS, TrainResult, StopRequest, make_env
 from simrl.train.sb3_config import SB3_ALGOS, SB3PPOConfig, SB3SACConfig
@@ -153,14 +153,17 @@ class _RunCallback(BaseCallback):
     """Our side of SB3's ``learn()``: episode statistics, the stop conditions, and each finished iteration's
     scalars, evaluation and checkpoint (done when the next rollout starts, i.e. after SB3's update)."""
 
-    def __init__(self, runner: "SB3Runner", writer: RunWriter, stop: StopRequest, progress: Progress, task: TaskID, wall: Callable[[], float], iteration: int):
+    def __init__(
+        self, runner: "SB3Runner", writer: RunWriter, stop: StopRequest, progress: Progress, task: TaskID, clock_start: float, wall: Callable[[], float], iteration: int
+    ):
         super().__init__()
         self.runner, self.writer, self.stop, self.progress, self.task, self.wall = runner, writer, stop, progress, task, wall
+        self.clock_start = clock_start
         self.iteration = iteration
         self.stop_reason: str | None = None
         self.final_eval: EvalResult | None = None
         self.first_target: dict[str, Any] | None = None
-        self.compile_s = self.train_time = 0.0
+        self.split = TimeSplit()
         self.train_steps = 0
         self._episodes: dict[str, list[float]] = defaultdict(list)
         self._shown: dict[str, float] = {}
@@ -186,6 +189,8 @@ class _RunCallback(BaseCallback):
         if self._began is not None:
             self.end_iteration()
         self._began = time.perf_counter()
+        if self.split.startup_s is None:
+            self.split.startup_s = self._began - self.clock_start
 
     def finish(self) -> None:
         """After ``learn()`` returns: account for its last update, which no rollout start followed, unless the run was stopped mid-rollout."""
@@ -198,27 +203,29 @@ class _RunCallback(BaseCallback):
         elapsed = time.perf_counter() - self._began
         self.iteration += 1
         env_steps = model.num_timesteps
-        if not self.compile_s:
-            self.compile_s = elapsed  # the first iteration compiles the env step and warms torch up
+        if not self.split.first_iteration_s:
+            self.split.first_iteration_s = elapsed  # the first iteration compiles the env step and warms torch up
         else:
-            self.train_time += elapsed
+            self.split.iterations_s += elapsed
             self.train_steps += runner.steps_per_iteration
         values = {EPISODE_TAGS[name]: float(np.mean(v)) for name, v in self._episodes.items()}
         values["episode/count"] = float(len(self._episodes.get("episode_return", ())))
         self._episodes.clear()
-        rate = self.train_steps / self.train_time if self.train_time > 0 else math.nan
+        rate = self.train_steps / self.split.iterations_s if self.split.iterations_s > 0 else math.nan
         values.update({"perf/env_steps_per_s": rate, "perf/wall_time_s": self.wall(), "perf/iteration_s": elapsed})
         self.writer.scalars(values, env_steps)
         self._shown.update({k: values[k] for k in PROGRESS_KEYS if math.isfinite(values.get(k, math.nan))})
         self.progress.update(self.task, completed=env_steps, rate=rate, **{k.split("/")[1]: v for k, v in self._shown.items()})
 
         if self.iteration % cfg.eval_every == 0 or env_steps >= cfg.total_steps:
-            policy = policy_from_sb3(model, runner.normalizer)
-            self.final_eval = runner.evaluator(policy, cfg.eval_seed)
+            began = time.perf_counter()
+            self.final_eval = runner.evaluator(policy_from_sb3(model, runner.normalizer), cfg.eval_seed)
             record_evaluation(self.final_eval, runner.run_dir, self.writer, runner.console, self.iteration, env_steps, self.wall())
+            self.split.evaluations_s += time.perf_counter() - began
             target = cfg.stop_at_success or 0.95
             if self.first_target is None and self.final_eval.success_rate >= target:
                 self.first_target = {"iteration": self.iteration, "env_steps": env_steps, "wall_time_s": self.wall(), **self.final_eval.to_dict()}
+                self.first_target["time_split"] = self.split.to_dict()
             if cfg.stop_at_success is not None and self.final_eval.success_rate >= cfg.stop_at_success:
                 self.stop_reason = "target_reached"
         if self.iteration % cfg.checkpoint_every == 0:
@@ -298,7 +305,7 @@ class SB3Runner:
         with StopRequest().installed() as stop, progress_bar(self.console, self.show_progress) as progress:
             nan = float("nan")
             task = progress.add_task("training", total=cfg.total_steps, completed=model.num_timesteps, rate=nan, success_rate=nan, **{"return": nan})
-            loop = _RunCallback(self, writer, stop, progress, task, wall, iteration)
+            loop = _RunCallback(self, writer, stop, progress, task, clock_start, wall, iteration)
             remaining = max(cfg.total_steps - model.num_timesteps, 0)
             # PPO logs once per rollout; SAC once per round of episodes (they end together in all worlds).
             log_interval = 1 if cfg.algo == "sb3-ppo" else cfg.num_envs
@@ -312,8 +319,9 @@ class SB3Runner:
             iterations=loop.iteration,
             env_steps=model.num_timesteps,
             wall_time_s=wall(),
-            compile_s=loop.compile_s,
-            train_env_steps_per_s=loop.train_steps / loop.train_time if loop.train_time > 0 else None,
+            compile_s=loop.split.first_iteration_s,
+            train_env_steps_per_s=loop.train_steps / loop.split.iterations_s if loop.split.iterations_s > 0 else None,
+            time_split=loop.split.to_dict(),
             final_eval=loop.final_eval.to_dict() if loop.final_eval else None,
             first_target_eval=loop.first_target,
         )
