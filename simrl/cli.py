@@ -16,7 +16,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from simrl.compile_cache import resolve_directory, use_compile_cache
+from simrl.compile_cache import check_writable, resolve_directory, use_compile_cache
 from simrl.errors import SimrlError
 from simrl.randomization.cli import app as randomization_app
 
@@ -49,7 +49,17 @@ def _global_options(
     ),
 ) -> None:
     """Global options (``--debug`` is read in ``main`` so it also covers errors raised here)."""
-    use_compile_cache(resolve_directory(compile_cache))
+    directory = resolve_directory(compile_cache)
+    if directory is not None:
+        try:
+            check_writable(directory)
+        except OSError as exc:
+            reason = exc.strerror or str(exc)
+            if compile_cache:  # the user named it: a mistake to report
+                raise SimrlError(f"--compile-cache / SIMRL_COMPILE_CACHE '{compile_cache}': cannot write in {directory} ({reason}); give a writable folder or 'off'") from exc
+            stderr.print(f"warning: compiling without a cache: cannot write in {directory} ({reason}); set --compile-cache DIR or 'off'", markup=False, highlight=False)
+            directory = None
+    use_compile_cache(directory)
 
 
 @app.command("robots")

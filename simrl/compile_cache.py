@@ -17,6 +17,7 @@ cache it first compiled with: JAX opens the folder once.
 
 from __future__ import annotations
 
+import errno
 import os
 import sys
 from pathlib import Path
@@ -41,6 +42,16 @@ def resolve_directory(setting: str | None) -> Path | None:
     if setting.strip().lower() == OFF:
         return None
     return Path(setting).expanduser()
+
+
+def check_writable(directory: Path) -> None:
+    """Create ``directory`` if needed; OSError when this process cannot write in it.
+
+    JAX itself would only warn, on every compilation, and compile without the cache.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    if not os.access(directory, os.W_OK):
+        raise PermissionError(errno.EACCES, "not writable", str(directory))
 
 
 def jax_settings(directory: Path | None) -> dict[str, str | bool | int | float]:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from simrl.compile_cache import default_directory, resolve_directory
-from tests.cli import run_simrl
+from tests.cli import assert_one_line_error, run_simrl
 from tests.tiny_run import tiny_train_args, write_tiny_recipe
 
 # What a child process reports of its jax settings once simrl.compile_cache has configured it before importing jax.
@@ -90,3 +90,18 @@ def test_off_writes_nothing(tmp_path, cache_everything, monkeypatch):
     result = run_simrl("--compile-cache", "off", *tiny_train_args(tmp_path, write_tiny_recipe(tmp_path)))
     assert result.returncode == 0, result.stderr
     assert not list((tmp_path / "xla").glob("*-cache"))
+
+
+def test_a_folder_that_cannot_be_written_is_a_one_line_error(tmp_path):
+    (tmp_path / "a-file").write_text("")
+    assert_one_line_error(run_simrl("--compile-cache", str(tmp_path / "a-file" / "xla"), "robots"), "cannot write in")
+
+
+def test_an_unwritable_default_folder_warns_and_goes_on(tmp_path, monkeypatch):
+    (tmp_path / "a-file").write_text("")
+    monkeypatch.delenv("SIMRL_COMPILE_CACHE")
+    monkeypatch.delenv("JAX_COMPILATION_CACHE_DIR", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "a-file"))
+    result = run_simrl("robots", "--json")
+    assert result.returncode == 0, result.stderr
+    assert "warning: compiling without a cache" in result.stderr and json.loads(result.stdout)
