@@ -9,9 +9,11 @@ with A in ppo, sac (ours) and sb3-ppo, sb3-sac (Stable-Baselines3 on the same
 batched env through ``simrl.envs.make_sb3_vec_env``). Success is always our
 Evaluator's X/200 on goals training never draws (2 cm), every ``eval_every``
 iterations; wall-clock counts from the start of the `simrl train` process, so
-imports and compilation are included (each run on an empty compile cache). A run that does not reach 95 % within
-its cap counts as "did not reach 95 % in CAP s". Writes
-experiments/results/bench_reach.{md,json,png}.
+imports and compilation are included (each run on an empty compile cache). A
+run that does not reach 95 % within its cap counts as "did not reach 95 % in
+CAP s". Writes experiments/results/bench_reach.{md,json,png}, with each
+algorithm's time to 95 % split into startup, the first (compiling) iteration,
+later iterations and evaluations.
 
     python experiments/bench_reach.py                            # 3 seeds x 4 algorithms: ~10 minutes, at most 66
     python experiments/bench_reach.py --seeds 1 --cap-minutes 1  # smoke test, ~4 minutes
