@@ -63,7 +63,7 @@ class Evaluator:
 
     def _executable(self) -> Any:
         compiled = self._compiling.wait() if self._compiling is not None else None
-        return compiled or self._run
+        return compiled if compiled is not None else self._run
 
     def _episodes(self, policy: Policy, key: jax.Array) -> tuple[jax.Array, jax.Array]:
         def step(state, _):
