@@ -9,6 +9,7 @@ benchmarks read both alike.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -34,6 +35,11 @@ class TimeSplit:
 
     def to_dict(self) -> dict[str, float | None]:
         return {name: None if value is None else round(value, 3) for name, value in asdict(self).items()}
+
+
+def target_record(result: EvalResult, iteration: int, env_steps: int, wall_time_s: float, split: TimeSplit) -> dict[str, Any]:
+    """The first evaluation at the target success, as ``summary.json`` keeps it: when, and where the time had gone by then."""
+    return {"iteration": iteration, "env_steps": env_steps, "wall_time_s": wall_time_s, **result.to_dict(), "time_split": split.to_dict()}
 
 
 def progress_bar(console: Console, show: bool) -> Progress:

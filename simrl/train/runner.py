@@ -34,7 +34,7 @@ from simrl.train.config import TrainConfig, config_to_yaml_dict
 from simrl.train.evaluation import EvalResult, Evaluator
 from simrl.train.parallel import DataParallel
 from simrl.train.policy import save_policy
-from simrl.train.reporting import TimeSplit, progress_bar, record_evaluation
+from simrl.train.reporting import TimeSplit, progress_bar, record_evaluation, target_record
 from simrl.train.ppo import PPO
 from simrl.train.run_dir import RunDir
 from simrl.train.sac import SAC
@@ -263,8 +263,7 @@ class Runner:
                     split.evaluations_s += time.perf_counter() - began
                     writer.histograms(self.env.domain.summary(self.parallel.to_host(env_state.domain)), env_steps)  # the worlds' current draws
                     if first_target is None and final_eval.success_rate >= target:
-                        first_target = {"iteration": iteration, "env_steps": env_steps, "wall_time_s": wall(), **final_eval.to_dict()}
-                        first_target["time_split"] = split.to_dict()
+                        first_target = target_record(final_eval, iteration, env_steps, wall(), split)
                     if cfg.stop_at_success is not None and final_eval.success_rate >= cfg.stop_at_success:
                         stop_reason = "target_reached"
                         break

@@ -53,7 +53,7 @@ from simrl.train.evaluation import EvalResult, Evaluator
 from simrl.train.normalization import OBS_CLIP
 from simrl.train.parallel import DataParallel
 from simrl.train.policy import Policy, save_policy
-from simrl.train.reporting import TimeSplit, progress_bar, record_evaluation
+from simrl.train.reporting import TimeSplit, progress_bar, record_evaluation, target_record
 from simrl.train.run_dir import RunDir
 from simrl.train.runner import PROGRESS_KEYS, TrainResult, StopRequest, make_env
 from simrl.train.sb3_config import SB3_ALGOS, SB3PPOConfig, SB3SACConfig
@@ -224,8 +224,7 @@ class _RunCallback(BaseCallback):
             self.split.evaluations_s += time.perf_counter() - began
             target = cfg.stop_at_success or 0.95
             if self.first_target is None and self.final_eval.success_rate >= target:
-                self.first_target = {"iteration": self.iteration, "env_steps": env_steps, "wall_time_s": self.wall(), **self.final_eval.to_dict()}
-                self.first_target["time_split"] = self.split.to_dict()
+                self.first_target = target_record(self.final_eval, self.iteration, env_steps, self.wall(), self.split)
             if cfg.stop_at_success is not None and self.final_eval.success_rate >= cfg.stop_at_success:
                 self.stop_reason = "target_reached"
         if self.iteration % cfg.checkpoint_every == 0:
