@@ -18,6 +18,7 @@ from rich.table import Table
 
 from simrl.compile_cache import check_writable, resolve_directory, use_compile_cache
 from simrl.errors import SimrlError
+from simrl.gap.cli import gap_command
 from simrl.randomization.cli import app as randomization_app
 
 app = typer.Typer(
@@ -31,6 +32,7 @@ app.add_typer(bench_app, name="bench")
 train_app = typer.Typer(help="Train a policy with PPO or SAC (see `simrl train reach --help`).", no_args_is_help=True)
 app.add_typer(train_app, name="train")
 app.add_typer(randomization_app, name="randomization")
+app.command("gap")(gap_command)
 
 _CLOCK_START = time.perf_counter()  # "wall-clock including compilation" counts from here
 

@@ -1,0 +1,125 @@
+"""Could training have seen this arm? Replay the log on worlds drawn from the policy's own randomization profile.
+
+The worlds are drawn with the same lines training and the emulated reality use
+(``simrl.randomization.apply``, numpy), written into the replay model (the
+servo's kp / kv / torque-limit draws become the motor law's gain scales and
+limit), each with its drawn latency. The share of real readings inside the
+worlds' range, per joint, says whether the real arm lies in what training
+covered; a joint far outside it is where the profile needs widening.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import mujoco
+import numpy as np
+import yaml
+
+from simrl.gap import metrics
+from simrl.gap.replay import Replayer
+from simrl.gap.replay_model import MotorValues, ReplayModel
+from simrl.randomization import apply
+from simrl.randomization.profile import resolve_profile
+from simrl.robots import Robot
+
+if TYPE_CHECKING:
+    from simrl.gap.pipeline import LogGap
+
+# A reading within this of the worlds' range (rad) counts as inside: about an encoder's noise.
+TOLERANCE_RAD = 0.002
+_ACTUATOR_FIELDS = ("actuator_gainprm", "actuator_biasprm", "actuator_forcerange")
+
+
+def training_profile(meta: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:
+    """(name, profile mapping) the log's policy trained with; None when the log carries none (or it was ``none``)."""
+    policy = meta.get("policy_metadata") or {}
+    randomization = policy.get("randomization")
+    if not isinstance(randomization, dict) or not isinstance(randomization.get("content"), dict):
+        return None
+    content = randomization["content"]
+    if not any(key for key in content if key not in ("description", "robots", "physics_variants")):
+        return None
+    return str(randomization.get("name", "training")), content
+
+
+@dataclass
+class Envelope:
+    """The drawn worlds as replay models with their latencies."""
+
+    profile: str
+    models: list[mujoco.MjModel]
+    latencies: list[float]
+
+    @property
+    def worlds(self) -> int:
+        return len(self.models)
+
+    def apply(self, gap: "LogGap", replayer: Replayer) -> None:
+        """Replay ``gap``'s log on every world; store the range and each joint's share of readings inside it."""
+        worlds = replayer.predict(self.models, self.latencies).position
+        gap.envelope = (worlds.min(axis=0), worlds.max(axis=0))
+        inside = metrics.inside_envelope(gap.real, worlds, TOLERANCE_RAD)
+        for joint, share in zip(gap.joints, inside):
+            joint.inside_envelope = float(share)
+
+
+def training_envelope(robot: Robot, replay: ReplayModel, meta: dict[str, Any], worlds: int, seed: int = 0) -> Envelope | None:
+    """``worlds`` replay models drawn from the log's training profile, or None when the log has none."""
+    found = training_profile(meta)
+    if found is None or worlds <= 0:
+        return None
+    name, content = found
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / f"{name}.yaml"
+        path.write_text(yaml.safe_dump(content))
+        profile = resolve_profile(path, robot)
+    nominal = apply.nominal_fields(robot, profile.model_fields)
+    source = apply.GeneratorSource(np.random.default_rng(seed))
+    model_fields, values = apply.sample_episode(np, source, profile.parameters, nominal, apply.ModelIndex.for_robot(robot), worlds)
+    periods = np.zeros(worlds)
+    for kind in ("latency_steps", "latency_substeps"):
+        if kind in values:
+            periods = periods + np.asarray(values[kind], dtype=float)
+    models = [_world(robot, replay, {f: v[w] for f, v in model_fields.items()}) for w in range(worlds)]
+    return Envelope(profile=name, models=models, latencies=list(periods * robot.config.control_dt))
+
+
+def _world(robot: Robot, replay: ReplayModel, drawn: dict[str, np.ndarray]) -> mujoco.MjModel:
+    """The replay model with one world's drawn fields: model fields as drawn, servo draws as motor-law scales."""
+    values = MotorValues.nominal(replay)
+    model = replay.with_values(values)
+    for field, value in drawn.items():
+        if field in _ACTUATOR_FIELDS:
+            continue
+        target = model.opt.gravity if field == "opt.gravity" else getattr(model, field)
+        target[...] = value
+    actuators = _motor_actuators(robot, replay.joints)
+    ratio = lambda field, column: _ratio(robot.model, drawn, field, actuators, column)  # noqa: E731
+    dofs = replay.dof_adr
+    MotorValues(
+        damping=model.dof_damping[dofs].copy(),
+        frictionloss=model.dof_frictionloss[dofs].copy(),
+        armature=model.dof_armature[dofs].copy(),
+        kp_scale=ratio("actuator_gainprm", 0),
+        kv_scale=ratio("actuator_biasprm", 2),
+        torque_limit=replay.rated_torque * ratio("actuator_forcerange", 1),
+    ).write(replay, model)
+    return model
+
+
+def _motor_actuators(robot: Robot, joints: tuple[str, ...]) -> np.ndarray:
+    actuated = list(robot.config.arm_joints) + list(robot.config.gripper_joints)
+    actuators = np.concatenate([robot.arm_actuators, robot.gripper_actuators])
+    return np.array([actuators[actuated.index(j)] for j in joints])
+
+
+def _ratio(model: mujoco.MjModel, drawn: dict[str, np.ndarray], field: str, actuators: np.ndarray, column: int) -> np.ndarray:
+    """Drawn / nominal value of a servo parameter per motor, 1 where not drawn (the reality reads its scales the same way)."""
+    nominal = getattr(model, field)[actuators, column]
+    if field not in drawn:
+        return np.ones(len(actuators))
+    return np.divide(drawn[field][actuators, column], nominal, out=np.ones(len(actuators)), where=nominal != 0)

@@ -1,0 +1,222 @@
+"""``simrl gap``: replay deploy logs, measure the gap per joint, identify the arm, validate, write the report and the patch.
+
+One function per stage, timed (replay, delay, fit, report), so a slow stage
+shows in the summary. Nothing is written until every log has been read and
+checked: a refused log leaves no half-made output folder.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from simrl.errors import SimrlError
+from simrl.gap import metrics
+from simrl.gap.envelope import Envelope, training_envelope
+from simrl.gap.identify import Fit, identify
+from simrl.gap.recording import Recording, read_meta, read_recording
+from simrl.gap.replay import Replayer
+from simrl.gap.replay_model import MotorValues, ReplayModel, build_replay_model
+from simrl.robots import Robot, load_robot
+
+
+@dataclass(frozen=True)
+class GapRequest:
+    logs: tuple[Path, ...]
+    validate: Path | None = None
+    out: Path | None = None
+    worlds: int = 32  # randomized worlds for the envelope
+    fit: bool = True
+
+
+@dataclass
+class JointGap:
+    """One joint of one log: how the nominal (and fitted) replay differ from the real arm."""
+
+    joint: str
+    rmse_nominal: float
+    max_nominal: float
+    delay_ticks: float  # real behind nominal replay
+    rmse_fitted: float | None = None
+    max_fitted: float | None = None
+    delay_fitted_ticks: float | None = None
+    inside_envelope: float | None = None
+    step_real: metrics.StepResponse | None = None
+    step_nominal: metrics.StepResponse | None = None
+    step_fitted: metrics.StepResponse | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for key, value in self.__dict__.items():
+            if isinstance(value, metrics.StepResponse):
+                value = value.to_dict()
+            elif isinstance(value, float) and not np.isfinite(value):
+                value = None
+            out[key] = value
+        return out
+
+
+@dataclass
+class LogGap:
+    """What one log says: its timing, per-joint gaps, and the traces the report plots."""
+
+    recording: Recording
+    joints: list[JointGap]
+    times: np.ndarray  # (rows,) reading times of the replayed rows
+    real: np.ndarray  # (rows, n)
+    command: np.ndarray
+    nominal: np.ndarray
+    fitted: np.ndarray | None = None
+    envelope: tuple[np.ndarray, np.ndarray] | None = None  # (low, high) (rows, n)
+
+    def timing(self) -> dict[str, Any]:
+        delay = self.recording.command_to_read_delay
+        delay = delay[np.isfinite(delay)] * 1000.0
+        return {
+            "format_version": self.recording.version,
+            "observation_to_command_ms": {
+                "p50": round(float(np.percentile(delay, 50)), 3),
+                "p99": round(float(np.percentile(delay, 99)), 3),
+                "max": round(float(delay.max()), 3),
+            },
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.recording.describe(), "timing": self.timing(), "joints": [j.to_dict() for j in self.joints]}
+
+
+@dataclass
+class GapResult:
+    robot: Robot
+    logs: list[LogGap]
+    validation: LogGap | None
+    fit: Fit | None
+    envelope: Envelope | None
+    seconds: dict[str, float] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+
+def _read_all(robot_name: str | None, paths: tuple[Path, ...]) -> tuple[Robot, list[Recording]]:
+    if not paths:
+        raise SimrlError("simrl gap needs at least one deploy log")
+    first = Path(paths[0])
+    if robot_name is None:
+        robot_name = read_meta(first).get("robot")
+        if not isinstance(robot_name, str):
+            raise SimrlError(f"{first}: corrupt deploy log: its meta names no robot ({robot_name!r})")
+    robot = load_robot(robot_name)
+    recordings = [read_recording(Path(p), robot) for p in paths]
+    for rec in recordings[1:]:
+        if rec.joints != recordings[0].joints:
+            raise SimrlError(f"{rec.path}: its motors {list(rec.joints)} differ from {recordings[0].path}'s {list(recordings[0].joints)}")
+    return robot, recordings
+
+
+def _joint_gaps(rec: Recording, replayer: Replayer, nominal: np.ndarray) -> list[JointGap]:
+    real = rec.position[replayer.rows]
+    command = rec.command_position[replayer.rows]
+    times = rec.read_time[replayer.rows]
+    error = nominal - real
+    rmse, peak = metrics.rmse(error), metrics.max_abs(error)
+    gaps = []
+    for i, joint in enumerate(rec.joints):
+        gaps.append(
+            JointGap(
+                joint=joint,
+                rmse_nominal=float(rmse[i]),
+                max_nominal=float(peak[i]),
+                delay_ticks=metrics.delay_ticks(real[:, i], nominal[:, i]),
+                step_real=metrics.step_response(command[:, i], real[:, i], times),
+                step_nominal=metrics.step_response(command[:, i], nominal[:, i], times),
+            )
+        )
+    return gaps
+
+
+def _add_fitted(gap: LogGap, fitted: np.ndarray) -> None:
+    error = fitted - gap.real
+    rmse, peak = metrics.rmse(error), metrics.max_abs(error)
+    gap.fitted = fitted
+    for i, joint in enumerate(gap.joints):
+        joint.rmse_fitted, joint.max_fitted = float(rmse[i]), float(peak[i])
+        joint.delay_fitted_ticks = metrics.delay_ticks(gap.real[:, i], fitted[:, i])
+        joint.step_fitted = metrics.step_response(gap.command[:, i], fitted[:, i], gap.times)
+
+
+def latency_seed(gaps: list[LogGap], moving: tuple[str, ...]) -> float:
+    """Seconds the real arm trails the nominal replay: the median cross-correlation delay over the moving joints."""
+    delays = [j.delay_ticks * g.recording.period for g in gaps for j in g.joints if j.joint in moving and np.isfinite(j.delay_ticks)]
+    return float(np.median(delays)) if delays else 0.0
+
+
+def run_gap(request: GapRequest, progress: Callable[[str], None] = lambda _: None, robot_name: str | None = None) -> GapResult:
+    """Every stage of ``simrl gap`` but writing the outputs (``simrl.gap.report`` does that)."""
+    seconds: dict[str, float] = {}
+    clock = time.perf_counter()
+    robot, recordings = _read_all(robot_name, request.logs)
+    validation = read_recording(Path(request.validate), robot) if request.validate else None
+    if validation is not None and validation.joints != recordings[0].joints:
+        raise SimrlError(f"{validation.path}: its motors differ from the fitted logs'")
+    replay = build_replay_model(robot, recordings[0].joints)
+    nominal_model = replay.with_values(MotorValues.nominal(replay))
+    replayers = [Replayer(replay, rec) for rec in recordings]
+    held = [Replayer(replay, validation)] if validation is not None else []
+    try:
+        progress("replaying the logs on the nominal model")
+        gaps = []
+        for rec, replayer in zip(recordings, replayers):
+            nominal = replayer.predict([nominal_model], [0.0]).position[0]
+            gaps.append(_log_gap(rec, replayer, nominal))
+        if validation is not None:
+            nominal = held[0].predict([nominal_model], [0.0]).position[0]
+            validation_gap = _log_gap(validation, held[0], nominal)
+        else:
+            validation_gap = None
+        seconds["replay"] = time.perf_counter() - clock
+        clock = time.perf_counter()
+        envelope = training_envelope(robot, replay, recordings[0].meta, request.worlds)
+        if envelope is not None:
+            progress(f"replaying on {envelope.worlds} worlds of the training profile '{envelope.profile}'")
+            for gap, replayer in zip(gaps, replayers):
+                envelope.apply(gap, replayer)
+        seconds["envelope"] = time.perf_counter() - clock
+        clock = time.perf_counter()
+        moving = tuple(j for j in recordings[0].joints if any(j in rec.moving_joints for rec in recordings))
+        seed = latency_seed(gaps, moving)
+        seconds["delay"] = time.perf_counter() - clock
+        clock = time.perf_counter()
+        fit = None
+        notes = []
+        if envelope is None:
+            notes.append("no training randomization profile in the log's policy metadata: the envelope is not computed")
+        if request.fit:
+            progress(f"identifying {', '.join(moving)} and the latency (seed {seed * 1000:.1f} ms)")
+            fit = identify(replayers, moving, seed, progress=progress)
+            fitted_model = replay.with_values(fit.motor_values)
+            for gap, replayer in zip(gaps, replayers):
+                _add_fitted(gap, replayer.predict([fitted_model], [fit.latency_s]).position[0])
+            if validation_gap is not None:
+                _add_fitted(validation_gap, held[0].predict([fitted_model], [fit.latency_s]).position[0])
+        seconds["fit"] = time.perf_counter() - clock
+    finally:
+        for replayer in replayers + held:
+            replayer.close()
+    return GapResult(robot=robot, logs=gaps, validation=validation_gap, fit=fit, envelope=envelope, seconds=seconds, notes=notes)
+
+
+def _log_gap(rec: Recording, replayer: Replayer, nominal: np.ndarray) -> LogGap:
+    return LogGap(
+        recording=rec,
+        joints=_joint_gaps(rec, replayer, nominal),
+        times=rec.read_time[replayer.rows],
+        real=rec.position[replayer.rows],
+        command=rec.command_position[replayer.rows],
+        nominal=nominal,
+    )
+
+
+__all__ = ["GapRequest", "GapResult", "JointGap", "LogGap", "ReplayModel", "run_gap"]
