@@ -165,7 +165,25 @@ def test_torque_clamps_at_the_motor_limit_times_the_force_limit_scale(tmp_path: 
         home = _hold_home(plant)
         plant.set_command(WRIST_ROLL, home[WRIST_ROLL] + 1.0, 0.0, 500.0, 0.0, 0.0)  # asks for 500 N·m
         plant.advance(reality.command_latency + 0.005)
-        assert plant.sample(WRIST_ROLL).torque == pytest.approx(limit)
+        assert plant.applied_torque[WRIST_ROLL] == pytest.approx(limit)
+        assert plant.sample(WRIST_ROLL).torque == pytest.approx(7.0)  # the firmware reports its rated limit: it cannot see the weakness
+
+
+def test_the_reported_torque_is_what_the_firmware_believes_before_the_realitys_gain_errors(tmp_path: Path, openarm: Robot) -> None:
+    """A motor's torque is kt x its measured current: the MIT law with the commanded gains, blind to a kp / kv / kt error."""
+    reality = _reality(tmp_path, openarm, "actuator_kp: {distribution: fixed, value: 0.5}\nactuator_kv: {distribution: fixed, value: 2.0}")
+    plant = _plant(openarm, reality)
+    home = _hold_home(plant)
+    kp, kd = 20.0, 0.5
+    plant.set_command(WRIST_ROLL, home[WRIST_ROLL] + 0.1, 0.0, kp, kd, 0.0)
+    dt = plant.model.opt.timestep
+    plant.advance(20 * dt)  # moving: both the kp and the kd term are non-zero
+    q, dq = _arm(plant)[WRIST_ROLL], plant.qvel[plant.robot.arm_dof_adr][WRIST_ROLL]
+    plant.advance(dt)  # one substep whose torques come from exactly (q, dq)
+    error, rate = home[WRIST_ROLL] + 0.1 - q, -dq
+    assert abs(kd * rate) > 1e-3 and abs(kp * error) > 0.1
+    assert plant.sample(WRIST_ROLL).torque == pytest.approx(kp * error + kd * rate, rel=1e-9)
+    assert plant.applied_torque[WRIST_ROLL] == pytest.approx(0.5 * kp * error + 2.0 * kd * rate, rel=1e-9)
 
 
 def test_encoder_resolution_quantizes_the_position(tmp_path: Path, openarm: Robot) -> None:
