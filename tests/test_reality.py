@@ -239,3 +239,20 @@ def test_motor_joints_must_be_actuated_joints(openarm: Robot) -> None:
     reality = load_reality("none", openarm, 0)
     with pytest.raises(SimrlError, match="motor 1: joint 'joint9' is not an actuated joint of openarm"):
         RealityPlant(openarm, reality, ["joint1", "joint9"], [40.0, 40.0])
+
+
+def test_the_sysid_reality_describes_exactly_what_it_changes(openarm: Robot) -> None:
+    """deploy/realities/openarm-sysid.yaml: damping x1.8 on joints 1-4 only, friction x1.5 and kp x0.7 on every arm joint, 30 ms, 1 mrad."""
+    report = load_reality("openarm-sysid", openarm, seed=0).describe()
+    assert set(report) == {"reality", "seed", "joint_damping", "joint_frictionloss", "kp_scale", "command_latency_s", "obs_joint_pos_noise"}
+    arm = list(openarm.config.arm_joints)
+    dofs = openarm.model.jnt_dofadr[openarm.arm_joint_ids]
+    assert list(report["joint_damping"]) == arm[:4]  # the wrist keeps its nominal damping
+    for joint, dof in zip(arm[:4], dofs[:4]):
+        assert report["joint_damping"][joint] == {"nominal": pytest.approx(openarm.model.dof_damping[dof]), "reality": pytest.approx(1.8 * openarm.model.dof_damping[dof])}
+    assert list(report["joint_frictionloss"]) == arm
+    for joint, dof in zip(arm, dofs):
+        assert report["joint_frictionloss"][joint]["reality"] == pytest.approx(1.5 * openarm.model.dof_frictionloss[dof])
+    assert report["kp_scale"] == {joint: {"nominal": 1.0, "reality": pytest.approx(0.7)} for joint in arm}
+    assert report["command_latency_s"] == pytest.approx(0.03)  # 1.5 periods at 50 Hz
+    assert report["obs_joint_pos_noise"] == {"distribution": "normal 0 ± 0.001, per step", "joints": arm}
