@@ -32,7 +32,9 @@ from simrl.errors import SimrlError
 from simrl.robots import Robot, load_robot
 from simrl.tasks.reach import ReachTask, load_reach_config
 
-# A reply timeout of at most this share of the period leaves the rest for inference and the wait.
+# A reply timeout of at most this share of the period. A tick waits on two exchanges (the state read, then the
+# command), so only a motor silent in both leaves under 20 % for inference; a tick that then runs late is an
+# overrun, counted. Less would report a loaded emulator's (or socketcand's) late replies as silent motors.
 REPLY_SHARE = 0.4
 
 
