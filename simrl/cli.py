@@ -336,14 +336,14 @@ def deploy_command(
     excite: Optional[str] = typer.Option(
         None, "--excite", help="Instead of a policy, play an excitation signal for system identification: mixed (recommended), chirp, multisine, steps or ramps."
     ),
-    joints: Optional[str] = typer.Option(None, "--joints", help="With --excite: joints to excite, comma-separated, one at a time in this order. [default: every arm joint]"),
-    amplitude: Optional[float] = typer.Option(None, "--amplitude", help="With --excite: rad about home, clipped by the joint limits. [default: 0.25]"),
+    joints: Optional[str] = typer.Option(None, "--joints", help="With --excite: joints to excite, comma-separated, one at a time in this order (default: every arm joint; the gripper holds)."),
+    amplitude: Optional[float] = typer.Option(None, "--amplitude", help="With --excite: rad about home (default: 0.25), cut to stay 0.1 rad inside the joint limits."),
     goal: Optional[str] = typer.Option(None, "--goal", help="One goal x,y,z in metres (world frame)."),
     goals: Optional[Path] = typer.Option(None, "--goals", help="A text file with one goal x,y,z per line."),
     random_goals: Optional[int] = typer.Option(None, "--random-goals", min=1, help="N goals drawn in the goal workspace like training draws them. [default: 5]"),
     seed: int = typer.Option(0, "--seed", min=0, help="Seed of --random-goals, or of the --excite signal (phases, step order)."),
     duration: Optional[float] = typer.Option(
-        None, "--duration", help="Seconds per goal [default: the task's episode_steps ticks]; with --excite, of the whole excitation [default: 30]."
+        None, "--duration", help="Seconds per goal (default: the task's episode_steps ticks); with --excite, of the whole excitation (default: 30)."
     ),
     rate: Optional[float] = typer.Option(None, "--rate", help="Control loop rate in Hz. [default: the config's rate_hz]"),
     config: Optional[Path] = typer.Option(None, "--config", help="Deploy config replacing the shipped deploy/<robot>.yaml."),
