@@ -298,6 +298,38 @@ def test_a_lost_bus_stops_the_run_and_still_tries_to_disable(tmp_path: Path, ope
     assert outcome.final_status == [-1] * 8
 
 
+@pytest.mark.parametrize("where", ["read", "exchange"])
+@pytest.mark.parametrize(("bad", "event", "detail"), [("fault", SafetyEvent.MOTOR_FAULT, "motor not enabled: joint3 status 0xa"), ("nan", SafetyEvent.BAD_READING, "a reply decoded to NaN")])
+def test_a_fault_or_nan_in_either_exchange_of_a_tick_stops_the_run(tmp_path: Path, openarm: Robot, where: str, bad: str, event: SafetyEvent, detail: str) -> None:
+    """Tick 9's read or command reply says joint3 is over-current (0xA) or decodes to NaN: that tick is the last before the shutdown."""
+
+    class BadReply(FailingBus):
+        def _spoil(self, readings: MotorReadings) -> MotorReadings:
+            if self._reads != 10:
+                return readings
+            status, position = readings.status.copy(), readings.position.copy()
+            status[2], position[2] = (0xA, position[2]) if bad == "fault" else (status[2], np.nan)
+            return MotorReadings(position, readings.velocity, readings.torque, readings.fresh, status, readings.stamp)
+
+        def read(self) -> MotorReadings:
+            readings = super().read()
+            return self._spoil(readings) if where == "read" else readings
+
+        def exchange(self, command: MotorCommand) -> MotorReadings:
+            readings = super().exchange(command)
+            return self._spoil(readings) if where == "exchange" else readings
+
+        def disable(self) -> MotorReadings:
+            return self._bus.disable()
+
+    plan = prepare(fast_request(write_policy(tmp_path / "policy.onnx", openarm, 0.1), ticks=20))
+    outcome, arrays, log = sim_run(plan, wrap=lambda bus: BadReply(bus, 0))
+    assert outcome.stop_reason == "fault" and outcome.detail == detail
+    assert arrays["safety"][9] & event and (arrays["phase"][10:] == PHASE_SHUTDOWN).all()
+    assert np.isnan(arrays["command_position"][9]).all() == (where == "read")  # a bad read sends nothing; a bad command reply came after sending
+    assert "fault" in events(log) and outcome.final_status == [0] * 8
+
+
 def test_overruns_are_counted_and_the_deadline_grid_kept(tmp_path: Path, openarm: Robot) -> None:
     plan = prepare(fast_request(write_policy(tmp_path / "policy.onnx", openarm, 0.0), ticks=6))
 
