@@ -76,8 +76,9 @@ def sweep(policy: Path, logdir: Path, rates: list[float]) -> list[dict[str, Any]
                 "period_p50_ms": s["period_p50_ms"],
                 "period_p99_ms": s["period_p99_ms"],
                 "jitter_p99_ms": s["jitter_p99_ms"],
-                "exchange_p50_ms": s["exchange_p50_ms"],
-                "exchange_max_ms": s["exchange_max_ms"],
+                "read_p50_ms": s["read_p50_ms"],
+                "read_max_ms": s["read_max_ms"],
+                "obs_to_command_p99_ms": s["obs_to_command_p99_ms"],
                 "reply_timeout_ms": log_meta(log)["reply_timeout_s"] * 1000,
                 "inference_p99_ms": s["inference_p99_ms"],
                 "stale_replies": s["stale_replies"],
@@ -139,7 +140,8 @@ def markdown(result: dict[str, Any]) -> str:
         f"| loop period p50 / p99 (ms) | {_fmt(main['period_p50_ms'])} / {_fmt(main['period_p99_ms'])} | 20 |",
         f"| jitter p99 / max (ms), abs(period - 20 ms) | {_fmt(main['jitter_p99_ms'])} / {_fmt(main['jitter_max_ms'])} | < {TARGETS['jitter_p99_ms']} ({'met' if met['jitter'] else 'missed'}) |",
         f"| overruns | {main['overruns']} | {TARGETS['overruns']} ({'met' if met['overruns'] else 'missed'}) |",
-        f"| exchange p50 / max (ms), command out to last reply in | {_fmt(main['exchange_p50_ms'])} / {_fmt(main['exchange_max_ms'])} | |",
+        f"| state read p50 / max (ms), requests out to last reply in | {_fmt(main['read_p50_ms'])} / {_fmt(main['read_max_ms'])} | |",
+        f"| observation to command out p50 / p99 (ms) | {_fmt(main['obs_to_command_p50_ms'])} / {_fmt(main['obs_to_command_p99_ms'])} | |",
         f"| observation + inference + mapping p99 (ms) | {_fmt(main['inference_p99_ms'])} | |",
         f"| safety events | {main['safety_events'] or 'none'} | |",
         f"| stale replies (motor-ticks) | {main['stale_replies']} | |",
@@ -160,13 +162,14 @@ def markdown(result: dict[str, Any]) -> str:
         "At rates above the policy's 50 Hz the policy steps faster than it trained (each action moves the",
         "targets as far as at 50 Hz), so only the loop's timing is measured here, not reaching.",
         "",
-        "| rate (Hz) | stop | policy ticks | overruns | period p50 / p99 (ms) | jitter p99 (ms) | exchange p50 / max (ms) | reply timeout (ms) | stale replies |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| rate (Hz) | stop | policy ticks | overruns | period p50 / p99 (ms) | jitter p99 (ms) | read p50 / max (ms) | obs to command p99 (ms) | reply timeout (ms) | stale replies |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in result["sweep"]:
         lines.append(
             f"| {r['rate_hz']:g} | {r['stop_reason']} | {r['policy_ticks']} | {r['overruns']} | {_fmt(r['period_p50_ms'])} / {_fmt(r['period_p99_ms'])} "
-            f"| {_fmt(r['jitter_p99_ms'])} | {_fmt(r['exchange_p50_ms'])} / {_fmt(r['exchange_max_ms'])} | {_fmt(r['reply_timeout_ms'])} | {r['stale_replies']} |"
+            f"| {_fmt(r['jitter_p99_ms'])} | {_fmt(r['read_p50_ms'])} / {_fmt(r['read_max_ms'])} | {_fmt(r['obs_to_command_p99_ms'])} "
+            f"| {_fmt(r['reply_timeout_ms'])} | {r['stale_replies']} |"
         )
     top = result["max_sustained_rate_hz"]
     lines += [
@@ -176,10 +179,10 @@ def markdown(result: dict[str, Any]) -> str:
         "",
         "What sets the ceiling is the exchange, not the loop's own work: the emulated motors (Python threads",
         "behind python-can's virtual bus) answer 8 commands in about 1 ms, and a reply must arrive within",
-        "40 % of the period (`bus.reply_timeout_s`, capped), so above a few hundred Hz every motor reads as",
+        "40 % of the period (`bus.reply_timeout_s`, capped; a tick waits on two exchanges), so above a few hundred Hz every motor reads as",
         "silent and the run stops safely, during the home ramp. A real 1 Mbit/s classic CAN bus is no faster:",
-        "an 8-byte standard frame is 111 bits (0.11 ms) before bit stuffing, so 8 commands and 8 replies",
-        "occupy about 1.8 ms of bus time per tick.",
+        "an 8-byte standard frame is 111 bits (0.11 ms) before bit stuffing, so a state read and a command",
+        "(8 + 8 frames each) occupy about 3.6 ms of bus time per tick.",
         "",
         "## The reality the emulated arm had (`Reality.describe()`)",
         "",

@@ -334,12 +334,19 @@ def export_command(
 @app.command("deploy")
 def deploy_command(
     robot: str = typer.Option(..., "--robot", help="Robot name (see `simrl robots`); its deploy/<robot>.yaml configures the bus."),
-    policy: Path = typer.Option(..., "--policy", help="An ONNX policy written by `simrl export`; its metadata must match the robot."),
+    policy: Optional[Path] = typer.Option(None, "--policy", help="An ONNX policy written by `simrl export`; its metadata must match the robot. Required unless --excite."),
+    excite: Optional[str] = typer.Option(
+        None, "--excite", help="Instead of a policy, play an excitation signal for system identification: mixed (recommended), chirp, multisine, steps or ramps."
+    ),
+    joints: Optional[str] = typer.Option(None, "--joints", help="With --excite: joints to excite, comma-separated, one at a time in this order (default: every arm joint; the gripper holds)."),
+    amplitude: Optional[float] = typer.Option(None, "--amplitude", help="With --excite: rad about home (default: 0.25), cut to stay 0.1 rad inside the joint limits."),
     goal: Optional[str] = typer.Option(None, "--goal", help="One goal x,y,z in metres (world frame)."),
     goals: Optional[Path] = typer.Option(None, "--goals", help="A text file with one goal x,y,z per line."),
     random_goals: Optional[int] = typer.Option(None, "--random-goals", min=1, help="N goals drawn in the goal workspace like training draws them. [default: 5]"),
-    seed: int = typer.Option(0, "--seed", min=0, help="Seed of --random-goals."),
-    duration: Optional[float] = typer.Option(None, "--duration", help="Seconds per goal. [default: the task's episode_steps ticks]"),
+    seed: int = typer.Option(0, "--seed", min=0, help="Seed of --random-goals, or of the --excite signal (phases, step order)."),
+    duration: Optional[float] = typer.Option(
+        None, "--duration", help="Seconds per goal (default: the task's episode_steps ticks); with --excite, of the whole excitation (default: 30)."
+    ),
     rate: Optional[float] = typer.Option(None, "--rate", help="Control loop rate in Hz. [default: the config's rate_hz]"),
     config: Optional[Path] = typer.Option(None, "--config", help="Deploy config replacing the shipped deploy/<robot>.yaml."),
     emulate: bool = typer.Option(False, "--emulate", help="Drive an emulated arm in this process (Damiao firmware on a virtual CAN bus)."),
@@ -354,20 +361,32 @@ def deploy_command(
 ) -> None:
     """Run an exported policy on the arm: enable, ramp home, one reach episode per goal, then hold, soften, disable.
 
+    With --excite SIGNAL instead of --policy, play an excitation for system
+    identification after the home ramp: one joint at a time, the others holding
+    home, at two kp and two kd levels, within the joint limits and the safety
+    limits; its log is what the gap checker fits (deploy/README.md, Excitation).
+
     Refuses a policy whose metadata does not match the robot. Ctrl-C or SIGTERM
     stop it the safe way (exit 130 / 143); a silent motor or a bus error too
     (exit 1). The log is written in every case (format: deploy/README.md).
     """
     from simrl.deploy.bridge import StopRequest, stop_on_signals
+    from simrl.deploy.excitation import DEFAULT_DURATION, ExcitationRequest, parse_joints
     from simrl.deploy.goals import GoalSpec
     from simrl.deploy.session import DeployRequest, prepare, run_deploy
 
+    excitation = None
+    if excite is not None:
+        excitation = ExcitationRequest(excite, parse_joints(joints), amplitude, DEFAULT_DURATION if duration is None else duration, seed)
+    elif joints is not None or amplitude is not None:
+        raise SimrlError("--joints and --amplitude shape an excitation; allowed: only with --excite SIGNAL")
     request = DeployRequest(
         robot=robot,
         policy=policy,
         goals=GoalSpec(goal=goal, file=goals, random=random_goals, seed=seed),
+        excitation=excitation,
         config=config,
-        duration=duration,
+        duration=None if excite is not None else duration,
         rate=rate,
         emulate=emulate,
         reality=reality,
@@ -378,7 +397,8 @@ def deploy_command(
     plan = prepare(request)
     stop = StopRequest()
     with stop_on_signals(stop):
-        stderr.print(f"deploying {policy} on {robot}{' (emulated)' if emulate else ''}; Ctrl-C stops it safely", highlight=False, markup=False)
+        what = f"excitation {plan.schedule.summary()}" if plan.schedule is not None else str(policy)
+        stderr.print(f"deploying {what} on {robot}{' (emulated)' if emulate else ''}; Ctrl-C stops it safely", highlight=False, markup=False)
         summary = run_deploy(request, plan, stop)
     if as_json:
         print(json.dumps(summary.to_dict(), indent=2))

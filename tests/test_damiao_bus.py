@@ -204,8 +204,10 @@ def bus(channel: str, emulator: DamiaoEmulator) -> Iterator[DamiaoBus]:
     wire.shutdown()
 
 
-def assert_matches_plant(readings: object, plant: FakePlant) -> None:
+def assert_matches_plant(readings: object, plant: FakePlant, skip: frozenset[int] = frozenset()) -> None:
     for i, m in enumerate(OPENARM_MOTORS):
+        if i in skip:
+            continue
         sample, step = plant.sample(i), steps(m.model)
         assert abs(readings.position[i] - sample.position) <= step["q"]  # type: ignore[attr-defined]
         assert abs(readings.velocity[i] - sample.velocity) <= step["dq"]  # type: ignore[attr-defined]
@@ -325,6 +327,24 @@ def test_refresh_reads_state_without_commanding(bus: DamiaoBus, plant: FakePlant
     assert readings.fresh.all() and plant.commands == []
     assert_matches_plant(readings, plant)
     assert bus.clear_errors().status.tolist() == [0] * 7
+
+
+def test_read_asks_for_state_once_within_the_reply_timeout(channel: str, emulator: object, plant: FakePlant) -> None:
+    """The per-tick read: no set point sent, one try bounded by the reply timeout (a setup-style retry would take 4 s here)."""
+    bus, wire = make_bus(channel, reply_timeout=0.05, setup_timeout=1.0, retries=3)
+    try:
+        bus.enable()
+        plant.silent = {2}
+        start = time.monotonic()
+        readings = bus.read()
+        elapsed = time.monotonic() - start
+    finally:
+        wire.shutdown()
+    assert plant.commands == []  # a refresh request, never an MIT command
+    assert readings.fresh.tolist() == [True, True, False, True, True, True, True]
+    assert readings.status.tolist() == [1] * 7  # the state reply, status included (joint3's is its last, from enable)
+    assert 0.045 < elapsed < 0.9  # waited the reply timeout for joint3, once
+    assert_matches_plant(readings, plant, skip=frozenset({2}))
 
 
 def test_parameter_errors_name_motor_and_register(channel: str, emulator: object) -> None:

@@ -22,17 +22,19 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from simrl.deploy import session
-from simrl.deploy.bridge import BridgeOutcome, StopRequest, observe
+from simrl.deploy.bridge import Bridge, BridgeOutcome, LoopSettings, StopRequest, observe
 from simrl.deploy.buses.base import BusError, MotorBus, MotorCommand, MotorReadings
 from simrl.deploy.buses.sim import SimBus
+from simrl.deploy.calibration import Calibration
 from simrl.deploy.clock import Clock, LockstepClock, WallClock
 from simrl.deploy.config import load_deploy_config
 from simrl.deploy.emulated_arm import EmulatedArm, motor_torque_limits
 from simrl.deploy.goals import GoalSpec
-from simrl.deploy.log import PHASE_HOME, PHASE_POLICY, PHASE_SHUTDOWN, DeployLog, read_log
+from simrl.deploy.log import FORMAT_VERSION, PHASE_HOME, PHASE_POLICY, PHASE_SHUTDOWN, DeployLog, read_log
 from simrl.deploy.metadata import encode_metadata, task_metadata
 from simrl.deploy.policy_runtime import PolicyRuntime
 from simrl.deploy.reality import RealityPlant, load_reality
+from simrl.deploy.report import timing
 from simrl.deploy.safety import SafetyEvent
 from simrl.deploy.session import DeployRequest, Plan, prepare, run_deploy
 from simrl.errors import SimrlError
@@ -86,7 +88,7 @@ def sim_run(
     plant = RealityPlant(plan.robot, load_reality(reality, plan.robot, 0), joints, motor_torque_limits(plan.robot, joints))
     log = plan.new_log()
     bus = wrap(SimBus(plant, tuple(joints), plan.config.period))
-    outcome = plan.bridge(bus, clock or LockstepClock(), log, StopRequest()).run(plan.goals, plan.ticks_per_goal)
+    outcome = plan.drive(bus, clock or LockstepClock(), log, StopRequest())
     return outcome, log.arrays(), log
 
 
@@ -251,10 +253,10 @@ def test_joint_targets_are_clamped_to_max_step_and_limits(tmp_path: Path, openar
 
 
 class FailingBus:
-    """A sim bus whose wire dies at exchange ``fail_at``: every later exchange and the disable raise ``BusError``."""
+    """A sim bus whose wire dies at the state read of tick ``fail_at`` (1-based): every later read, exchange and the disable raise ``BusError``."""
 
     def __init__(self, bus: SimBus, fail_at: int) -> None:
-        self._bus, self._fail_at, self._exchanges = bus, fail_at, 0
+        self._bus, self._fail_at, self._reads = bus, fail_at, 0
         self.motor_names = bus.motor_names
         self.closed = False
 
@@ -264,11 +266,18 @@ class FailingBus:
     def enable(self) -> MotorReadings:
         return self._bus.enable()
 
+    def read(self) -> MotorReadings:
+        self._reads += 1
+        self._fail_if_dead()
+        return self._bus.read()
+
     def exchange(self, command: MotorCommand) -> MotorReadings:
-        self._exchanges += 1
-        if self._exchanges >= self._fail_at:
-            raise BusError("send to CAN id 0x1 on 'can0' failed: Network is down")
+        self._fail_if_dead()
         return self._bus.exchange(command)
+
+    def _fail_if_dead(self) -> None:
+        if self._fail_at and self._reads >= self._fail_at:
+            raise BusError("send to CAN id 0x1 on 'can0' failed: Network is down")
 
     def disable(self) -> MotorReadings:
         raise BusError("Damiao disable failed after 4 tries: motor 'joint1' never answered")
@@ -289,13 +298,44 @@ def test_a_lost_bus_stops_the_run_and_still_tries_to_disable(tmp_path: Path, ope
     assert outcome.final_status == [-1] * 8
 
 
+@pytest.mark.parametrize("where", ["read", "exchange"])
+@pytest.mark.parametrize(("bad", "event", "detail"), [("fault", SafetyEvent.MOTOR_FAULT, "motor not enabled: joint3 status 0xa"), ("nan", SafetyEvent.BAD_READING, "a reply decoded to NaN")])
+def test_a_fault_or_nan_in_either_exchange_of_a_tick_stops_the_run(tmp_path: Path, openarm: Robot, where: str, bad: str, event: SafetyEvent, detail: str) -> None:
+    """Tick 9's read or command reply says joint3 is over-current (0xA) or decodes to NaN: that tick is the last before the shutdown."""
+
+    class BadReply(FailingBus):
+        def _spoil(self, readings: MotorReadings) -> MotorReadings:
+            if self._reads != 10:
+                return readings
+            status, position = readings.status.copy(), readings.position.copy()
+            status[2], position[2] = (0xA, position[2]) if bad == "fault" else (status[2], np.nan)
+            return MotorReadings(position, readings.velocity, readings.torque, readings.fresh, status, readings.stamp)
+
+        def read(self) -> MotorReadings:
+            readings = super().read()
+            return self._spoil(readings) if where == "read" else readings
+
+        def exchange(self, command: MotorCommand) -> MotorReadings:
+            readings = super().exchange(command)
+            return self._spoil(readings) if where == "exchange" else readings
+
+        def disable(self) -> MotorReadings:
+            return self._bus.disable()
+
+    plan = prepare(fast_request(write_policy(tmp_path / "policy.onnx", openarm, 0.1), ticks=20))
+    outcome, arrays, log = sim_run(plan, wrap=lambda bus: BadReply(bus, 0))
+    assert outcome.stop_reason == "fault" and outcome.detail == detail
+    assert arrays["safety"][9] & event and (arrays["phase"][10:] == PHASE_SHUTDOWN).all()
+    assert np.isnan(arrays["command_position"][9]).all() == (where == "read")  # a bad read sends nothing; a bad command reply came after sending
+    assert "fault" in events(log) and outcome.final_status == [0] * 8
+
+
 def test_overruns_are_counted_and_the_deadline_grid_kept(tmp_path: Path, openarm: Robot) -> None:
     plan = prepare(fast_request(write_policy(tmp_path / "policy.onnx", openarm, 0.0), ticks=6))
 
     class SlowOnce(FailingBus):
         def exchange(self, command: MotorCommand) -> MotorReadings:
-            self._exchanges += 1
-            if self._exchanges == 5:
+            if self._reads == 5:
                 time.sleep(0.07)  # 3.5 periods: deadlines 5, 6 and 7 pass during this tick
             return self._bus.exchange(command)
 
@@ -307,6 +347,101 @@ def test_overruns_are_counted_and_the_deadline_grid_kept(tmp_path: Path, openarm
     grid = (arrays["t_deadline"] - arrays["t_deadline"][0]) / plan.config.period
     np.testing.assert_allclose(grid, np.round(grid), atol=1e-9)
     assert np.diff(np.round(grid))[4] == 4  # tick 5 came four periods after tick 4
+
+
+# ---------------------------------------------------------------- tick order: read, compute, send
+
+
+class BusyClock(LockstepClock):
+    """Virtual time in which the bus and the policy take the time they are told to (``spend``)."""
+
+    def spend(self, seconds: float) -> None:
+        self._now += seconds
+
+
+READ_S, INFERENCE_S, EXCHANGE_S = 0.001, 0.003, 0.0015  # virtual: a read, one policy call, a command exchange
+
+
+class TimedBus(FailingBus):
+    """A sim bus that takes READ_S per read and EXCHANGE_S per command exchange on ``clock``, recording every call."""
+
+    def __init__(self, bus: SimBus, clock: BusyClock) -> None:
+        super().__init__(bus, fail_at=0)
+        self.clock = clock
+        self.calls: list[tuple[str, float, np.ndarray | None]] = []
+
+    def read(self) -> MotorReadings:
+        self.calls.append(("read", self.clock.now(), None))
+        self.clock.spend(READ_S)
+        return super().read()
+
+    def exchange(self, command: MotorCommand) -> MotorReadings:
+        self.calls.append(("exchange", self.clock.now(), command.position.copy()))
+        self.clock.spend(EXCHANGE_S)
+        return super().exchange(command)
+
+    def disable(self) -> MotorReadings:
+        return self._bus.disable()
+
+
+class SlowPolicy:
+    """``policy`` taking INFERENCE_S of ``clock`` per call."""
+
+    def __init__(self, policy: PolicyRuntime, clock: BusyClock) -> None:
+        self.policy, self.clock = policy, clock
+
+    def act(self, obs: np.ndarray) -> np.ndarray:
+        self.clock.spend(INFERENCE_S)
+        return self.policy.act(obs)
+
+
+def test_each_tick_reads_then_sends_the_command_computed_from_that_reading_within_the_tick(tmp_path: Path, openarm: Robot) -> None:
+    plan = prepare(fast_request(write_policy(tmp_path / "policy.onnx", openarm, 0.3), ticks=12))
+    joints = [m.joint for m in plan.config.motors]
+    plant = RealityPlant(openarm, load_reality("none", openarm, 0), joints, motor_torque_limits(openarm, joints))
+    clock = BusyClock()
+    bus = TimedBus(SimBus(plant, tuple(joints), plan.config.period), clock)
+    log = plan.new_log()
+    bridge = Bridge(bus, Calibration.from_config(plan.config), LoopSettings.from_config(plan.config, openarm), clock, log, StopRequest())
+    outcome = bridge.run(SlowPolicy(plan.policy, clock), plan.task, plan.goals, plan.ticks_per_goal)  # type: ignore[arg-type]
+    assert outcome.stop_reason == "completed"
+    arrays = log.arrays()
+    rows = len(arrays["phase"])
+
+    # One read at the deadline, then one command exchange, every tick of every phase.
+    assert [c[0] for c in bus.calls] == ["read", "exchange"] * rows
+    reads, sends = bus.calls[0::2], bus.calls[1::2]
+    np.testing.assert_array_equal([c[1] for c in reads], arrays["t_read_send"])
+    np.testing.assert_array_equal(arrays["t_read_send"], arrays["t_deadline"])  # on time: virtual waits are exact
+    np.testing.assert_array_equal([c[1] for c in sends], arrays["t_command"])
+    np.testing.assert_array_equal(np.array([c[2] for c in sends]), arrays["command_position"])  # the row's command is what left in it
+    assert (arrays["t_done"][:-1] < arrays["t_deadline"][1:]).all()  # tick k's command left before deadline k+1
+
+    # Row k's command came from row k's reading: the policy saw this tick's measured joints ...
+    policy = arrays["phase"] == PHASE_POLICY
+    acted = policy & np.isfinite(arrays["t_inference"])
+    assert acted.sum() == 12
+    np.testing.assert_array_equal(arrays["observation"][acted, :7], arrays["position"][acted, :7].astype(np.float32))
+    # ... and it left one inference after that reading, not a period later.
+    delay = (arrays["t_command"] - arrays["t_read"])[acted]
+    np.testing.assert_allclose(delay, INFERENCE_S, rtol=0, atol=1e-12)
+    figures = timing(arrays, plan.config.period)
+    assert figures["obs_to_command_p50_ms"] == figures["obs_to_command_max_ms"] == pytest.approx(INFERENCE_S * 1000)
+
+
+def test_a_v2_log_carries_the_read_and_command_times_and_says_its_timing(tmp_path: Path, openarm: Robot) -> None:
+    plan = prepare(fast_request(write_policy(tmp_path / "policy.onnx", openarm, 0.1), ticks=6))
+    _, _, log = sim_run(plan)
+    log.write(tmp_path / "log.npz")
+    arrays, meta = read_log(tmp_path / "log.npz")
+    assert FORMAT_VERSION == 2 and meta["format_version"] == 2 and meta["timing"] == "read-compute-send"
+    assert meta["phases"] == {"home": 0, "policy": 1, "shutdown": 2, "excite": 3}
+    times = ("t_deadline", "t_read_send", "t_read", "t_inference", "t_command", "t_done")
+    assert set(times) <= set(arrays) and "t_send" not in arrays
+    n = len(arrays["phase"])
+    assert arrays["command_fresh"].shape == (n, 8) and arrays["command_fresh"].all()
+    ordered = np.stack([arrays[t] for t in ("t_deadline", "t_read_send", "t_read", "t_command", "t_done")])
+    assert (np.diff(ordered, axis=0) >= 0).all()  # each tick: due, read out, read in, command out, done
 
 
 # ---------------------------------------------------------------- faults through the emulator
@@ -346,7 +481,8 @@ def test_a_silent_motor_stops_the_loop_within_3_ticks_disables_and_writes_the_lo
     policy_after = np.flatnonzero(arrays["phase"][first_silent:] == PHASE_POLICY)
     assert len(policy_after) <= 3 and (arrays["phase"][first_silent + len(policy_after) :] == PHASE_SHUTDOWN).all()
     held = arrays["command_position"][first_silent : first_silent + len(policy_after)]
-    assert (held == held[0]).all()  # held while the motor was silent
+    assert np.isnan(held[-1]).all()  # the tick whose read found the motor silent too long sends no command: the shutdown takes over
+    assert (held[:-1] == arrays["command_position"][first_silent - 1]).all()  # held while the motor was silent
     assert arrays["safety"][first_silent + len(policy_after) - 1] & SafetyEvent.STALE_STOP
     # joint4 never confirms the disable (it is silent), but the others do and every motor has stopped pushing.
     assert "disable_failed" in events(meta) and "joint4" in meta["events"][-2]["detail"]

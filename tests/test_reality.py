@@ -165,7 +165,25 @@ def test_torque_clamps_at_the_motor_limit_times_the_force_limit_scale(tmp_path: 
         home = _hold_home(plant)
         plant.set_command(WRIST_ROLL, home[WRIST_ROLL] + 1.0, 0.0, 500.0, 0.0, 0.0)  # asks for 500 N·m
         plant.advance(reality.command_latency + 0.005)
-        assert plant.sample(WRIST_ROLL).torque == pytest.approx(limit)
+        assert plant.applied_torque[WRIST_ROLL] == pytest.approx(limit)
+        assert plant.sample(WRIST_ROLL).torque == pytest.approx(7.0)  # the firmware reports its rated limit: it cannot see the weakness
+
+
+def test_the_reported_torque_is_what_the_firmware_believes_before_the_realitys_gain_errors(tmp_path: Path, openarm: Robot) -> None:
+    """A motor's torque is kt x its measured current: the MIT law with the commanded gains, blind to a kp / kv / kt error."""
+    reality = _reality(tmp_path, openarm, "actuator_kp: {distribution: fixed, value: 0.5}\nactuator_kv: {distribution: fixed, value: 2.0}")
+    plant = _plant(openarm, reality)
+    home = _hold_home(plant)
+    kp, kd = 20.0, 0.5
+    plant.set_command(WRIST_ROLL, home[WRIST_ROLL] + 0.1, 0.0, kp, kd, 0.0)
+    dt = plant.model.opt.timestep
+    plant.advance(20 * dt)  # moving: both the kp and the kd term are non-zero
+    q, dq = _arm(plant)[WRIST_ROLL], plant.qvel[plant.robot.arm_dof_adr][WRIST_ROLL]
+    plant.advance(dt)  # one substep whose torques come from exactly (q, dq)
+    error, rate = home[WRIST_ROLL] + 0.1 - q, -dq
+    assert abs(kd * rate) > 1e-3 and abs(kp * error) > 0.1
+    assert plant.sample(WRIST_ROLL).torque == pytest.approx(kp * error + kd * rate, rel=1e-9)
+    assert plant.applied_torque[WRIST_ROLL] == pytest.approx(0.5 * kp * error + 2.0 * kd * rate, rel=1e-9)
 
 
 def test_encoder_resolution_quantizes_the_position(tmp_path: Path, openarm: Robot) -> None:
@@ -221,3 +239,20 @@ def test_motor_joints_must_be_actuated_joints(openarm: Robot) -> None:
     reality = load_reality("none", openarm, 0)
     with pytest.raises(SimrlError, match="motor 1: joint 'joint9' is not an actuated joint of openarm"):
         RealityPlant(openarm, reality, ["joint1", "joint9"], [40.0, 40.0])
+
+
+def test_the_sysid_reality_describes_exactly_what_it_changes(openarm: Robot) -> None:
+    """deploy/realities/openarm-sysid.yaml: damping x1.8 on joints 1-4 only, friction x1.5 and kp x0.7 on every arm joint, 30 ms, 1 mrad."""
+    report = load_reality("openarm-sysid", openarm, seed=0).describe()
+    assert set(report) == {"reality", "seed", "joint_damping", "joint_frictionloss", "kp_scale", "command_latency_s", "obs_joint_pos_noise"}
+    arm = list(openarm.config.arm_joints)
+    dofs = openarm.model.jnt_dofadr[openarm.arm_joint_ids]
+    assert list(report["joint_damping"]) == arm[:4]  # the wrist keeps its nominal damping
+    for joint, dof in zip(arm[:4], dofs[:4]):
+        assert report["joint_damping"][joint] == {"nominal": pytest.approx(openarm.model.dof_damping[dof]), "reality": pytest.approx(1.8 * openarm.model.dof_damping[dof])}
+    assert list(report["joint_frictionloss"]) == arm
+    for joint, dof in zip(arm, dofs):
+        assert report["joint_frictionloss"][joint]["reality"] == pytest.approx(1.5 * openarm.model.dof_frictionloss[dof])
+    assert report["kp_scale"] == {joint: {"nominal": 1.0, "reality": pytest.approx(0.7)} for joint in arm}
+    assert report["command_latency_s"] == pytest.approx(0.03)  # 1.5 periods at 50 Hz
+    assert report["obs_joint_pos_noise"] == {"distribution": "normal 0 ± 0.001, per step", "joints": arm}

@@ -1,21 +1,30 @@
-"""The real-time loop between an ONNX policy and a motor bus, and the way it stops.
+"""The real-time loop between a motor bus and what drives it (a policy, or an excitation schedule), and the way it stops.
 
-One exchange per tick on a fixed grid of deadlines (``t_k = k * period``): the
-command computed on the previous tick goes out, every motor's reply comes back
-(the Damiao MIT protocol answers each command with the motor's state), and
-from that reply the next command is computed with the training env's own
-code: ``ReachTask.ee_position`` / ``observe`` for the observation,
-``ReachTask.next_target`` for the action mapping, all with ``xp = numpy``.
-Then the safety functions (``simrl.deploy.safety``) get the last word.
+Every tick on a fixed grid of deadlines (``t_k = k * period``) does, in order:
+
+1. at the deadline, a state ``read``: every motor's position, velocity and
+   torque, no new set point (Damiao: a refresh request per motor);
+2. the next command from that fresh state: for the policy the training env's
+   own code (``ReachTask.ee_position`` / ``observe`` for the observation,
+   ``ReachTask.next_target`` for the action mapping, ``xp = numpy``), or the
+   home ramp, the hold, the excitation schedule; then the safety functions
+   (``simrl.deploy.safety``) get the last word;
+3. that command sent at once with ``exchange`` (its replies, state too, are
+   checked for faults and freshness).
+
+So a command acts about one inference time after the state it was computed
+from, as in the training env (observe, then act for one period), instead of a
+whole period later as with a single exchange per tick that sends the previous
+tick's command.
 
 A tick whose work runs past the next deadline is an overrun: the deadlines it
 missed are skipped (the grid is kept) and counted in the log, never absorbed.
 
-Stopping is one path whatever the cause (goals done, Ctrl-C / SIGTERM, a motor
-silent for ``stale_ticks``, a motor fault, a ``BusError``): hold the last
-targets, ramp kp to zero with kd kept (the arm settles under damping instead of
-dropping), disable the motors, close the bus. Each step survives the bus
-failing under it; the caller writes the log whatever happened.
+Stopping is one path whatever the cause (goals or schedule done, Ctrl-C /
+SIGTERM, a motor silent for ``stale_ticks``, a motor fault, a ``BusError``):
+hold the last targets, ramp kp to zero with kd kept (the arm settles under
+damping instead of dropping), disable the motors, close the bus. Each step
+survives the bus failing under it; the caller writes the log whatever happened.
 """
 
 from __future__ import annotations
@@ -25,7 +34,7 @@ import signal
 import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 
@@ -33,7 +42,8 @@ from simrl.deploy.buses.base import BusError, MotorBus
 from simrl.deploy.calibration import Calibration, JointState
 from simrl.deploy.clock import Clock
 from simrl.deploy.config import DeployConfig, home_pose, joint_limits
-from simrl.deploy.log import PHASE_HOME, PHASE_POLICY, PHASE_SHUTDOWN, DeployLog, Tick
+from simrl.deploy.excitation import Schedule
+from simrl.deploy.log import PHASE_EXCITE, PHASE_HOME, PHASE_POLICY, PHASE_SHUTDOWN, DeployLog, Tick
 from simrl.deploy.policy_runtime import PolicyRuntime
 from simrl.deploy.safety import SafetyEvent, check_action, check_velocity, clamp_target
 from simrl.robots import Robot
@@ -143,26 +153,24 @@ class GoalResult:
 class BridgeOutcome:
     stop_reason: str  # completed, interrupted, terminated or fault
     detail: str
-    goals: list[GoalResult]
+    goals: list[GoalResult]  # empty for an excitation run
     final_status: list[int]  # each motor's state code after disable (-1: never answered)
 
 
 class Bridge:
-    """Drive ``bus`` with ``policy`` toward each goal in turn, logging every tick into ``log``."""
+    """Drive ``bus`` (policy toward goals, or an excitation schedule), logging every tick into ``log``."""
 
     def __init__(
         self,
         bus: MotorBus,
         calibration: Calibration,
-        policy: PolicyRuntime,
-        task: ReachTask,
         settings: LoopSettings,
         clock: Clock,
         log: DeployLog,
         stop: StopRequest,
     ) -> None:
-        self.bus, self.calibration, self.policy, self.task = bus, calibration, policy, task
-        self.settings, self.clock, self.log, self.stop = settings, clock, log, stop
+        self.bus, self.calibration, self.settings = bus, calibration, settings
+        self.clock, self.log, self.stop = clock, log, stop
         n = len(calibration.joints)
         self._deadline = 0.0
         self._missed = 0
@@ -174,14 +182,21 @@ class Bridge:
         self._nan_obs = np.full(log.obs_size, np.nan, dtype=np.float32)
         self._nan_action = np.full(log.action_size, np.nan, dtype=np.float32)
 
-    def run(self, goals: np.ndarray, ticks_per_goal: int) -> BridgeOutcome:
+    def run(self, policy: PolicyRuntime, task: ReachTask, goals: np.ndarray, ticks_per_goal: int) -> BridgeOutcome:
         """Enable, ramp home, run one episode of ``ticks_per_goal`` ticks per goal, then always shut down."""
         results = [GoalResult(goal=[float(v) for v in g], final_distance=None, reached=False) for g in goals]
+        return self._run(lambda: self._episodes(policy, task, goals, ticks_per_goal, results), results)
+
+    def run_excitation(self, schedule: Schedule) -> BridgeOutcome:
+        """Enable, ramp home, play ``schedule`` (one row per tick), then always shut down."""
+        return self._run(lambda: self._excite(schedule), [])
+
+    def _run(self, main_phase: Callable[[], None], results: list[GoalResult]) -> BridgeOutcome:
         reason, detail = "fault", "unexpected error"  # what an exception other than these leaves (it is re-raised)
         try:
             self._start()
             self._home()
-            self._episodes(goals, ticks_per_goal, results)
+            main_phase()
             reason, detail = "completed", ""
         except _Stop as stop:
             reason, detail = stop.reason, stop.detail
@@ -216,16 +231,16 @@ class Bridge:
         start = self._command.copy()
         ramp = max(1, math.ceil(float(np.max(np.abs(s.home - start))) / (s.home_speed * s.period)))
         for k in range(1, ramp + 1):
-            self._command = start + (s.home - start) * (k / ramp)
             self._tick(PHASE_HOME, -1)
-            self._record_done()
+            self._command = start + (s.home - start) * (k / ramp)
+            self._send()
         for _ in range(s.settle_ticks):
             self._tick(PHASE_HOME, -1)
-            self._record_done()
+            self._send()
 
-    def _episodes(self, goals: np.ndarray, ticks_per_goal: int, results: list[GoalResult]) -> None:
+    def _episodes(self, policy: PolicyRuntime, task: ReachTask, goals: np.ndarray, ticks_per_goal: int, results: list[GoalResult]) -> None:
         """The policy phase: one episode per goal, each starting from the pose the previous one left."""
-        s, task = self.settings, self.task
+        s = self.settings
         arm, low, high = s.arm, s.limits[s.arm, 0], s.limits[s.arm, 1]
         index = 0
         state = episode_start(task, goals[0], np.clip(self._joint.position[arm], low, high))  # type: ignore[union-attr]
@@ -235,7 +250,7 @@ class Bridge:
         while True:
             joint = self._tick(PHASE_POLICY, index)
             if not joint.fresh.all():  # a silent motor: hold this tick (``_tick`` stops the run if it stays silent)
-                self._record_done()
+                self._send()
                 ticks += 1
                 continue
             q, dq = joint.position[arm], joint.velocity[arm]
@@ -246,7 +261,7 @@ class Bridge:
                 self.log.event(self.clock.now(), "goal_done", f"{index}: {distance * 1000:.1f} mm")
                 index += 1
                 if index == len(goals):
-                    self._record_done()
+                    self._send()  # hold: the shutdown takes over from here
                     return
                 state = episode_start(task, goals[index], np.clip(q, low, high))
                 self._command[arm] = state.target
@@ -254,19 +269,31 @@ class Bridge:
                 self.log.event(self.clock.now(), "goal", f"{index}: {results[index].goal}")
                 ticks = 0
             obs = observe(task, q, dq, state)
-            action = self.policy.act(obs)
-            self.log.ticks[-1].inference = self.clock.now()
+            action = policy.act(obs)
+            tick = self.log.ticks[-1]
+            tick.t_inference = self.clock.now()
             events = check_action(action) | check_velocity(joint.velocity, s.max_velocity)
             if not events:
                 target = task.next_target(np, action.astype(np.float32), state.target)
                 target, events = clamp_target(target.astype(np.float64), self._command[arm], s.limits[arm], s.max_step)
                 state = ReachState(goal=state.goal, target=target.astype(np.float32), last_action=action.astype(np.float32))
                 self._command[arm] = target
-            tick = self.log.ticks[-1]
             tick.safety |= int(events)
             tick.observation, tick.action = obs, action.astype(np.float32)
-            self._record_done()
+            self._send()
             ticks += 1
+
+    def _excite(self, schedule: Schedule) -> None:
+        """The excitation phase: row k of ``schedule`` (targets and gains) is this tick's command, through the same safety."""
+        s = self.settings
+        for k in range(schedule.ticks):
+            joint = self._tick(PHASE_EXCITE, -1)
+            events = check_velocity(joint.velocity, s.max_velocity) if joint.fresh.all() else SafetyEvent.STALE_REPLY
+            if not events:
+                self._command, events = clamp_target(schedule.position[k], self._command, s.limits, s.max_step)
+                self._kp, self._kd = schedule.kp[k].copy(), schedule.kd[k].copy()
+            self.log.ticks[-1].safety |= int(events)
+            self._send()
 
     def _shutdown(self) -> list[int]:
         """Hold, ramp kp down, disable, close: each step tolerates the bus failing under it."""
@@ -277,11 +304,12 @@ class Bridge:
             try:
                 for _ in range(s.hold_ticks):
                     self._tick(PHASE_SHUTDOWN, -1, strict=False)
-                    self._record_done()
+                    self._send(strict=False)
+                kp = self._kp.copy()
                 for k in range(1, s.gain_ramp_ticks + 1):
-                    self._kp = s.kp * (1.0 - k / s.gain_ramp_ticks)
                     self._tick(PHASE_SHUTDOWN, -1, strict=False)
-                    self._record_done()
+                    self._kp = kp * (1.0 - k / s.gain_ramp_ticks)
+                    self._send(strict=False)
             except BusError as exc:
                 self.log.event(self.clock.now(), "bus_error", f"during shutdown: {exc}")
         status = [-1] * len(self.calibration.joints)
@@ -298,10 +326,10 @@ class Bridge:
                 self.log.event(self.clock.now(), "close_failed", str(exc))
         return status
 
-    # -- one tick
+    # -- one tick: read at the deadline (``_tick``), compute (the phase), send at once (``_send``)
 
     def _tick(self, phase: int, goal: int, strict: bool = True) -> JointState:
-        """Wait for the deadline, send the current command, read the replies, log the row (finished by ``_record_done``).
+        """Wait for the deadline, read every motor's state, start the row (its command is filled in by ``_send``).
 
         ``strict`` (every phase but shutdown) turns a stop request, a fault or a
         motor silent for ``stale_ticks`` into ``_Stop`` after logging the tick.
@@ -310,19 +338,21 @@ class Bridge:
             self.log.event(self.clock.now(), self.stop.reason)
             raise _Stop(self.stop.reason)
         self.clock.wait_until(self._deadline)
-        send = self.clock.now()
-        command = self.calibration.to_motor(self._command, self._kp, self._kd)
+        read_send = self.clock.now()
         try:
-            readings = self.bus.exchange(command)
+            readings = self.bus.read()
         except BusError:
-            self._append(phase, goal, send, self.clock.now(), None, SafetyEvent.BUS_ERROR)
+            self._append(phase, goal, read_send, self.clock.now(), None, SafetyEvent.BUS_ERROR)
             self._record_done()
             raise
         read = self.clock.now()
         joint = self.calibration.to_joint(readings)
         self._silent_ticks = np.where(joint.fresh, 0, self._silent_ticks + 1)
-        events, problem = self._check_reply(joint)
-        self._append(phase, goal, send, read, joint, events)
+        events, problem = self._check_silence(joint)
+        if not problem:
+            more, problem = self._check_state(joint)
+            events |= more
+        self._append(phase, goal, read_send, read, joint, events)
         if joint.fresh.all():
             self._joint = joint
         if strict and problem:
@@ -331,40 +361,67 @@ class Bridge:
             raise _Stop("fault", problem)
         return joint
 
-    def _check_reply(self, joint: JointState) -> tuple[SafetyEvent, str]:
-        """This reply's events, and why the run must stop ("" if it need not)."""
-        names = self.calibration.joints
-        events = SafetyEvent(0)
-        if not joint.fresh.all():
-            events |= SafetyEvent.STALE_REPLY
-        silent = [names[i] for i in np.flatnonzero(self._silent_ticks >= self.settings.stale_ticks)]
+    def _send(self, strict: bool = True) -> None:
+        """Send the current command at once, check its replies, finish the row (``strict`` as in ``_tick``)."""
+        tick = self.log.ticks[-1]
+        tick.command_position, tick.command_kp, tick.command_kd = self._command.copy(), self._kp.copy(), self._kd.copy()
+        tick.t_command = self.clock.now()
+        try:
+            readings = self.bus.exchange(self.calibration.to_motor(self._command, self._kp, self._kd))
+        except BusError:
+            tick.safety |= int(SafetyEvent.BUS_ERROR)
+            self._record_done()
+            raise
+        joint = self.calibration.to_joint(readings)
+        tick.command_fresh = joint.fresh
+        self._silent_ticks[joint.fresh] = 0  # a motor that answered the command is not silent
+        events, problem = self._check_state(joint)
+        tick.safety |= int(events)
+        self._record_done()
+        if strict and problem:
+            self.log.event(self.clock.now(), "fault", problem)
+            raise _Stop("fault", problem)
+
+    def _check_silence(self, joint: JointState) -> tuple[SafetyEvent, str]:
+        """A state read's freshness events, and why the run must stop ("" if it need not)."""
+        if joint.fresh.all():
+            return SafetyEvent(0), ""
+        silent = [self.calibration.joints[i] for i in np.flatnonzero(self._silent_ticks >= self.settings.stale_ticks)]
         if silent:
-            return events | SafetyEvent.STALE_STOP, f"no reply from {', '.join(silent)} for {self.settings.stale_ticks} ticks"
+            return SafetyEvent.STALE_REPLY | SafetyEvent.STALE_STOP, f"no reply from {', '.join(silent)} for {self.settings.stale_ticks} ticks"
+        return SafetyEvent.STALE_REPLY, ""
+
+    def _check_state(self, joint: JointState) -> tuple[SafetyEvent, str]:
+        """What the fresh replies of a read or a command exchange say: NaN or a motor fault stop the run."""
         fresh = joint.fresh
         if not np.isfinite(joint.position[fresh]).all() or not np.isfinite(joint.velocity[fresh]).all():
-            return events | SafetyEvent.BAD_READING, "a reply decoded to NaN"
+            return SafetyEvent.BAD_READING, "a reply decoded to NaN"
+        names = self.calibration.joints
         faulty = [f"{names[i]} status {int(joint.status[i]):#x}" for i in np.flatnonzero(fresh & (joint.status != STATUS_ENABLED))]
         if faulty:
-            return events | SafetyEvent.MOTOR_FAULT, f"motor not enabled: {', '.join(faulty)}"
-        return events, ""
+            return SafetyEvent.MOTOR_FAULT, f"motor not enabled: {', '.join(faulty)}"
+        return SafetyEvent(0), ""
 
-    def _append(self, phase: int, goal: int, send: float, read: float, joint: JointState | None, events: SafetyEvent) -> None:
+    def _append(self, phase: int, goal: int, read_send: float, read: float, joint: JointState | None, events: SafetyEvent) -> None:
+        """Start this tick's row with its state reading; the command columns stay NaN until ``_send``."""
         n = len(self.calibration.joints)
         nan = np.full(n, np.nan)
         self.log.add(
             Tick(
-                deadline=self._deadline,
-                send=send,
-                read=read,
-                inference=math.nan,
-                done=math.nan,
+                t_deadline=self._deadline,
+                t_read_send=read_send,
+                t_read=read,
+                t_inference=math.nan,
+                t_command=math.nan,
+                t_done=math.nan,
                 phase=phase,
                 goal=goal,
                 overrun=self._missed,
                 safety=int(events),
-                command_position=self._command.copy(),
-                command_kp=self._kp.copy(),
-                command_kd=self._kd.copy(),
+                command_position=nan,
+                command_kp=nan,
+                command_kd=nan,
+                command_fresh=np.zeros(n, bool),
                 position=nan if joint is None else joint.position,
                 velocity=nan if joint is None else joint.velocity,
                 torque=nan if joint is None else joint.torque,
@@ -378,7 +435,7 @@ class Bridge:
     def _record_done(self) -> None:
         """Stamp the tick's end and move the deadline on, skipping (and counting) deadlines already missed."""
         done = self.clock.now()
-        self.log.ticks[-1].done = done
+        self.log.ticks[-1].t_done = done
         self._deadline += self.settings.period
         self._missed = 0
         if done > self._deadline:

@@ -2,7 +2,8 @@
 
 It is what the gap checker replays, so it holds what happened (per-tick
 timestamps, observation, raw action, commanded and measured joint state,
-freshness, overruns, safety codes, goal index) together with what it needs to
+freshness, overruns, safety codes, goal index; format version 2: each row's
+command was computed from that row's reading and left at ``t_command``) together with what it needs to
 interpret that (robot and policy metadata, deploy config, the emulated
 reality's drawn values, the safety code names, the run summary and the event
 list) as one JSON string under ``meta``. Arrays are plain numeric or string
@@ -21,39 +22,51 @@ import numpy as np
 
 from simrl.files import atomic_write
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+# How a tick's timestamps relate to its command (``meta.timing``): read the state at the deadline,
+# compute, send the command at once (``simrl.deploy.bridge``). Version 1 logs (no ``timing`` key)
+# sent the previous tick's command at the deadline and read the replies in the same exchange.
+TIMING_SCHEME = "read-compute-send"
 
 # Loop phases, per tick.
 PHASE_HOME = 0  # ramp to home and settle, before the first goal
 PHASE_POLICY = 1  # the policy drives the arm
 PHASE_SHUTDOWN = 2  # hold, gain ramp-down
+PHASE_EXCITE = 3  # an excitation schedule drives the arm (``simrl deploy --excite``)
+PHASES = {"home": PHASE_HOME, "policy": PHASE_POLICY, "shutdown": PHASE_SHUTDOWN, "excite": PHASE_EXCITE}
 
 
 @dataclass
 class Tick:
-    """One row of the log: what the loop did and saw on one control tick.
+    """One row of the log: what the loop read and sent on one control tick.
 
     Times are seconds on the loop's clock (``time.perf_counter``) since the run
     started. Joint arrays are (n_motors,) in the config's motor order, in joint
-    space; observation and raw action are NaN on ticks the policy did not run.
+    space. The state columns are this tick's read; the command columns the
+    command computed from that read and sent in this same tick (NaN when none
+    left: the read failed or the run stopped on it, so the motors kept the
+    previous one). Observation and raw action are NaN on ticks the policy did
+    not run.
     """
 
-    deadline: float  # when the tick was due
-    send: float  # the command went out (exchange started)
-    read: float  # the replies were in (exchange finished)
-    inference: float  # the policy's action was ready (NaN: no inference this tick)
-    done: float  # the next command was ready (safety applied)
+    t_deadline: float  # when the tick was due
+    t_read_send: float  # the state requests went out (at the deadline, unless late)
+    t_read: float  # the state replies were in: the reading was taken between t_read_send and this
+    t_inference: float  # the policy's action was ready (NaN: no inference this tick)
+    t_command: float  # the command went out (exchange started); it acts from here (+ the arm's own latency)
+    t_done: float  # the command's replies were in: the tick's work is done
     phase: int
     goal: int  # goal index, -1 outside the goal episodes
     overrun: int  # deadlines missed since the previous tick (0 on time)
-    safety: int  # SafetyEvent bits
-    command_position: np.ndarray  # the joint targets sent this tick
+    safety: int  # SafetyEvent bits (of the read, the computation and the command's replies)
+    command_position: np.ndarray  # the joint targets sent at t_command
     command_kp: np.ndarray
     command_kd: np.ndarray
-    position: np.ndarray  # measured
+    command_fresh: np.ndarray  # the motor answered the command
+    position: np.ndarray  # measured by this tick's read (the last reply where not fresh)
     velocity: np.ndarray
-    torque: np.ndarray
-    fresh: np.ndarray
+    torque: np.ndarray  # the torque the motor reports (its current estimate)
+    fresh: np.ndarray  # the motor answered this tick's read
     status: np.ndarray
     observation: np.ndarray
     action: np.ndarray  # raw policy output, before any safety
@@ -88,11 +101,7 @@ class DeployLog:
             return np.asarray([getattr(t, name) for t in self.ticks], dtype=dtype).reshape(shape)
 
         return {
-            "t_deadline": column("deadline", np.float64),
-            "t_send": column("send", np.float64),
-            "t_read": column("read", np.float64),
-            "t_inference": column("inference", np.float64),
-            "t_done": column("done", np.float64),
+            **{name: column(name, np.float64) for name in ("t_deadline", "t_read_send", "t_read", "t_inference", "t_command", "t_done")},
             "phase": column("phase", np.int8),
             "goal_index": column("goal", np.int16),
             "overrun": column("overrun", np.int32),
@@ -100,6 +109,7 @@ class DeployLog:
             "command_position": column("command_position", np.float64, m),
             "command_kp": column("command_kp", np.float64, m),
             "command_kd": column("command_kd", np.float64, m),
+            "command_fresh": column("command_fresh", bool, m),
             "position": column("position", np.float64, m),
             "velocity": column("velocity", np.float64, m),
             "torque": column("torque", np.float64, m),
@@ -112,7 +122,7 @@ class DeployLog:
 
     def write(self, path: Path) -> None:
         """Write the ``.npz`` atomically: a reader never sees half a log, and an old log is replaced only by a whole one."""
-        meta = {"format_version": FORMAT_VERSION, **self.meta, "events": self.events}
+        meta = {"format_version": FORMAT_VERSION, "timing": TIMING_SCHEME, "phases": PHASES, **self.meta, "events": self.events}
         arrays = {**self.arrays(), "meta": np.array(json.dumps(meta, default=_json_default))}
         atomic_write(path, lambda f: np.savez(f, **arrays))
 

@@ -6,7 +6,10 @@ weaker motors, command latency, encoder noise, lost replies. ``RealityPlant``
 simulates the arm under it the way Damiao motors drive the real one: every
 motor runs its MIT law ``tau = kp (q_des - q) + kd (dq_des - dq) + tau_ff`` at
 every physics substep (the motor's own current loop, far faster than the bus),
-clamped to its torque limit. The gap checker's job is to recover these values
+clamped to its torque limit. The torque a motor reports is what its firmware
+believes it applies (its current estimate times its nominal torque constant):
+the MIT law with the commanded gains, clamped to the rated limit, before the
+reality's gain and torque-limit errors, which a real motor cannot see either. The gap checker's job is to recover these values
 from deploy logs, so ``Reality.describe()`` says what they were.
 
 Kinds a reality acts on: the model kinds (masses, centres of mass, damping,
@@ -241,7 +244,8 @@ class RealityPlant:
         self._arm_index = [arm.index(j) if j in arm else None for j in motor_joints]
         self._kp_scale = self._per_motor(reality.kp_scale, 1.0)
         self._kv_scale = self._per_motor(reality.kv_scale, 1.0)
-        self._limit = np.asarray(motor_limits, dtype=float) * self._per_motor(reality.force_limit_scale, 1.0)
+        self._rated = np.asarray(motor_limits, dtype=float)
+        self._limit = self._rated * self._per_motor(reality.force_limit_scale, 1.0)
         self._pos_bias = self._per_motor(reality.joint_values("obs_joint_pos_noise"), 0.0)
         self._vel_bias = self._per_motor(reality.joint_values("obs_joint_vel_noise"), 0.0)
         self._resolution = self._per_motor(reality.joint_values("encoder_resolution"), 0.0)
@@ -255,7 +259,8 @@ class RealityPlant:
         self._silent = np.zeros(self.num_motors, dtype=bool)
         self._commands = np.zeros((self.num_motors, 5))  # per motor: position, velocity, kp, kd, torque (all 0: no torque)
         self._pending: deque[tuple[float, int, tuple[float, ...]]] = deque()  # (due time, motor, command), due times ascending
-        self._torque = np.zeros(self.num_motors)
+        self._torque = np.zeros(self.num_motors)  # applied to the joints
+        self._reported = np.zeros(self.num_motors)  # what the firmware believes it applies
         self._steps = 0
         self._remainder = 0.0
 
@@ -296,13 +301,24 @@ class RealityPlant:
             due = self._steps * self.model.opt.timestep + self.reality.command_latency
             self._pending.append((due, motor, (position, velocity, kp, kd, torque)))
 
+    @property
+    def applied_torque(self) -> np.ndarray:
+        """(num_motors,) the torque each motor really applied on the last substep: the truth behind the reported torque."""
+        with self._lock:
+            return self._torque.copy()
+
     def sample(self, motor: int) -> MotorSample:
-        """Encoder reading (with the reality's noise and resolution) and the torque the motor last applied."""
+        """Encoder reading (with the reality's noise and resolution) and the torque the motor believes it applied last.
+
+        Like a real motor's current-based estimate, the reported torque is the MIT
+        law with the commanded gains, clamped to the rated limit: the reality's kp,
+        kv and torque-limit scales act on the arm but not on this report.
+        """
         with self._lock:
             position = self._data.qpos[self._qpos_adr[motor]] + self._pos_bias[motor] + self._draw(self._pos_noise[motor])
             velocity = self._data.qvel[self._dof_adr[motor]] + self._vel_bias[motor] + self._draw(self._vel_noise[motor])
             position = apply.quantize(np, position, self._resolution[motor])
-            return MotorSample(position=float(position), velocity=float(velocity), torque=float(self._torque[motor]))
+            return MotorSample(position=float(position), velocity=float(velocity), torque=float(self._reported[motor]))
 
     def _draw(self, param: ResolvedParameter | None) -> float:
         return 0.0 if param is None else float(apply.draw(np, self._noise, param.spec, ()))
@@ -339,6 +355,8 @@ class RealityPlant:
         target, rate, kp, kd, ff = self._commands.T
         tau = self._kp_scale * kp * (target - q) + self._kv_scale * kd * (rate - dq) + ff
         self._torque = np.where(self._enabled, np.clip(tau, -self._limit, self._limit), 0.0)
+        believed = kp * (target - q) + kd * (rate - dq) + ff
+        self._reported = np.where(self._enabled, np.clip(believed, -self._rated, self._rated), 0.0)
         self._data.qfrc_applied[self._dof_adr] = self._torque
         mujoco.mj_step(self.model, self._data)
         self._steps += 1

@@ -1,10 +1,14 @@
 """The figures of a deploy run, computed from its log columns (so a saved log gives the same figures).
 
-Timing is judged on the policy ticks: the period is the time between two
-consecutive commands going out (``t_send``), jitter its distance from the
-nominal period, lateness how long after its deadline a tick sent, and the
-exchange time from command out to the last reply in. Overruns are the
-deadlines skipped because a tick's work ran past the next one.
+Timing is judged on the ticks of the run's main phase (policy or excitation):
+the period is the time between two consecutive state reads going out
+(``t_read_send``), jitter its distance from the nominal period, lateness how
+long after its deadline a read went out, the read time from request out to the
+last reply in, inference from the reading to the action, and the
+observation-to-actuation delay from the reading (``t_read``) to the command
+computed from it going out (``t_command``): the delay the arm sees beyond its
+own. Overruns are the deadlines skipped because a tick's work ran past the next
+one.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from simrl.deploy.log import PHASE_POLICY
+from simrl.deploy.log import PHASE_EXCITE, PHASE_POLICY
 from simrl.deploy.safety import SafetyEvent, event_counts
 
 EXIT_CODES = {"completed": 0, "fault": 1, "interrupted": 130, "terminated": 143}
@@ -25,7 +29,8 @@ class DeploySummary:
     """What ``simrl deploy --json`` prints (times in ms, distances in mm)."""
 
     robot: str
-    policy: str
+    policy: str | None  # None for an excitation run
+    excitation: str | None  # what an excitation run played (``Excitation.summary``), else None
     rate_hz: float
     policy_rate_hz: float  # 1 / the policy's control_dt: a different rate changes the motion per second
     stop_reason: str
@@ -36,15 +41,20 @@ class DeploySummary:
     final_distances_mm: list[float | None]
     ticks: int
     policy_ticks: int
+    excite_ticks: int
     period_p50_ms: float | None
     period_p99_ms: float | None
     jitter_p99_ms: float | None
     jitter_max_ms: float | None
     lateness_p99_ms: float | None
     overruns: int
-    exchange_p50_ms: float | None
-    exchange_max_ms: float | None
+    read_p50_ms: float | None
+    read_max_ms: float | None
+    command_exchange_max_ms: float | None
     inference_p99_ms: float | None
+    obs_to_command_p50_ms: float | None  # t_command - t_read: observation-to-actuation delay added by the loop
+    obs_to_command_p99_ms: float | None
+    obs_to_command_max_ms: float | None
     safety_events: dict[str, int]
     stale_replies: int
     final_status: list[int]
@@ -62,13 +72,23 @@ class DeploySummary:
         distances = ", ".join("-" if d is None else f"{d:.1f}" for d in self.final_distances_mm)
         timing = (
             f"period p50 {_ms(self.period_p50_ms)} / p99 {_ms(self.period_p99_ms)} ms, jitter p99 {_ms(self.jitter_p99_ms)} ms, "
-            f"overruns {self.overruns}, exchange max {_ms(self.exchange_max_ms)} ms, inference p99 {_ms(self.inference_p99_ms)} ms"
+            f"overruns {self.overruns}, read max {_ms(self.read_max_ms)} ms, command exchange max {_ms(self.command_exchange_max_ms)} ms, "
+            f"inference p99 {_ms(self.inference_p99_ms)} ms"
         )
+        delay = (
+            f"observation to command out: p50 {_ms(self.obs_to_command_p50_ms)} / p99 {_ms(self.obs_to_command_p99_ms)} / "
+            f"max {_ms(self.obs_to_command_max_ms)} ms (plus the arm's own latency)"
+        )
+        if self.excitation is not None:
+            what = f"excitation {self.excitation}: {self.excite_ticks} ticks"
+        else:
+            what = f"goals reached {self.goals_reached}/{self.goals_total} within {self.success_radius_mm:g} mm; final distances (mm): {distances}"
         events = ", ".join(f"{name} {count}" for name, count in self.safety_events.items()) or "none"
         return [
             f"{self.stop_reason}{': ' + self.detail if self.detail else ''} after {self.ticks} ticks at {self.rate_hz:g} Hz",
-            f"goals reached {self.goals_reached}/{self.goals_total} within {self.success_radius_mm:g} mm; final distances (mm): {distances}",
+            what,
             timing,
+            delay,
             f"safety events: {events}; stale replies {self.stale_replies}; final motor status {self.final_status}",
             f"log: {self.log}",
         ]
@@ -87,17 +107,21 @@ def _max(values: np.ndarray) -> float | None:
 
 
 def timing(arrays: dict[str, np.ndarray], period: float) -> dict[str, Any]:
-    """Loop timing figures (ms) over the policy ticks, overruns over the whole run."""
-    policy = arrays["phase"] == PHASE_POLICY
-    send = arrays["t_send"]
-    consecutive = policy[1:] & policy[:-1]
-    periods = np.diff(send)[consecutive] * 1000
+    """Loop timing figures (ms) over the main phase's ticks (policy or excitation), overruns over the whole run."""
+    main = np.isin(arrays["phase"], (PHASE_POLICY, PHASE_EXCITE))
+    read_send = arrays["t_read_send"]
+    consecutive = main[1:] & main[:-1]
+    periods = np.diff(read_send)[consecutive] * 1000
     jitter = np.abs(periods - period * 1000)
-    lateness = (send - arrays["t_deadline"])[policy] * 1000
-    exchange = (arrays["t_read"] - send) * 1000
-    exchange = exchange[np.isfinite(exchange)]
-    inference = (arrays["t_inference"] - arrays["t_read"])[policy] * 1000
-    inference = inference[np.isfinite(inference)]
+    lateness = (read_send - arrays["t_deadline"])[main] * 1000
+
+    def finite(values: np.ndarray) -> np.ndarray:
+        return values[np.isfinite(values)]
+
+    read = finite((arrays["t_read"] - read_send) * 1000)
+    command = finite((arrays["t_done"] - arrays["t_command"]) * 1000)
+    inference = finite((arrays["t_inference"] - arrays["t_read"])[main] * 1000)
+    delay = finite((arrays["t_command"] - arrays["t_read"])[main] * 1000)
     return {
         "period_p50_ms": _percentile(periods, 50),
         "period_p99_ms": _percentile(periods, 99),
@@ -105,9 +129,13 @@ def timing(arrays: dict[str, np.ndarray], period: float) -> dict[str, Any]:
         "jitter_max_ms": _max(jitter),
         "lateness_p99_ms": _percentile(lateness, 99),
         "overruns": int(arrays["overrun"].sum()),
-        "exchange_p50_ms": _percentile(exchange, 50),
-        "exchange_max_ms": _max(exchange),
+        "read_p50_ms": _percentile(read, 50),
+        "read_max_ms": _max(read),
+        "command_exchange_max_ms": _max(command),
         "inference_p99_ms": _percentile(inference, 99),
+        "obs_to_command_p50_ms": _percentile(delay, 50),
+        "obs_to_command_p99_ms": _percentile(delay, 99),
+        "obs_to_command_max_ms": _max(delay),
     }
 
 
@@ -117,6 +145,7 @@ def summarize(arrays: dict[str, np.ndarray], period: float, **fields: Any) -> De
     return DeploySummary(
         ticks=int(arrays["phase"].size),
         policy_ticks=int(np.count_nonzero(arrays["phase"] == PHASE_POLICY)),
+        excite_ticks=int(np.count_nonzero(arrays["phase"] == PHASE_EXCITE)),
         safety_events=event_counts(arrays["safety"]),
         stale_replies=int(np.count_nonzero(~arrays["fresh"][read])),
         **timing(arrays, period),

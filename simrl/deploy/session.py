@@ -1,4 +1,4 @@
-"""One ``simrl deploy`` run put together: config, policy checks, goals, bus (real or emulated), loop, log.
+"""One ``simrl deploy`` run put together: config, policy checks and goals (or an excitation schedule), bus (real or emulated), loop, log.
 
 Everything a user can get wrong (config, policy, goals, flags) is checked
 before a motor is enabled. From the moment the bus is built, the log is
@@ -17,13 +17,14 @@ import numpy as np
 
 from simrl.deploy.bridge import Bridge, BridgeOutcome, LoopSettings, StopRequest
 from simrl.deploy.buses.base import MotorBus
-from simrl.deploy.buses.damiao import DamiaoBus
+from simrl.deploy.buses.damiao import DAMIAO_LIMITS, DamiaoBus
 from simrl.deploy.calibration import Calibration, damiao_motors
 from simrl.deploy.clock import Clock, WallClock, collector_paused, realtime_scheduling
-from simrl.deploy.config import DeployConfig, load_deploy_config
+from simrl.deploy.config import DeployConfig, home_pose, joint_limits, load_deploy_config
 from simrl.deploy.emulated_arm import DEFAULT_REALITY, EmulatedArm
+from simrl.deploy.excitation import ArmSetup, ExcitationRequest, Schedule, design
 from simrl.deploy.goals import GoalSpec
-from simrl.deploy.log import PHASE_HOME, PHASE_POLICY, PHASE_SHUTDOWN, DeployLog
+from simrl.deploy.log import DeployLog
 from simrl.deploy.policy_runtime import PolicyRuntime
 from simrl.deploy.report import DeploySummary, summarize
 from simrl.deploy.safety import event_names
@@ -31,17 +32,20 @@ from simrl.errors import SimrlError
 from simrl.robots import Robot, load_robot
 from simrl.tasks.reach import ReachTask, load_reach_config
 
-# A reply timeout of at most this share of the period leaves the rest for inference and the wait.
+# A reply timeout of at most this share of the period. A tick waits on two exchanges (the state read, then the
+# command), so only a motor silent in both leaves under 20 % for inference; a tick that then runs late is an
+# overrun, counted. Less would report a loaded emulator's (or socketcand's) late replies as silent motors.
 REPLY_SHARE = 0.4
 
 
 @dataclass(frozen=True)
 class DeployRequest:
-    """What ``simrl deploy`` was asked for."""
+    """What ``simrl deploy`` was asked for: a policy toward goals, or an excitation schedule."""
 
     robot: str
-    policy: Path
+    policy: Path | None = None  # required unless ``excitation`` is given
     goals: GoalSpec = GoalSpec()
+    excitation: ExcitationRequest | None = None
     config: Path | None = None
     overrides: dict[str, Any] = field(default_factory=dict)  # dotted config keys (``bus.port``) from flags; None = not given
     duration: float | None = None  # seconds per goal; default: the task's episode_steps ticks
@@ -54,23 +58,26 @@ class DeployRequest:
 
 @dataclass(frozen=True)
 class Plan:
-    """A request checked and resolved: what the loop will drive, with what, toward which goals."""
+    """A request checked and resolved: what the loop will drive, with what (a policy toward goals, or a schedule)."""
 
     robot: Robot
     config: DeployConfig
-    policy: PolicyRuntime
-    task: ReachTask
-    goals: np.ndarray  # (G, 3)
+    policy: PolicyRuntime | None
+    task: ReachTask | None
+    goals: np.ndarray  # (G, 3); (0, 3) for an excitation
     goal_source: str
     ticks_per_goal: int
+    schedule: Schedule | None = None
 
     def new_log(self) -> DeployLog:
         """An empty log carrying everything that describes this run."""
-        log = DeployLog(tuple(m.joint for m in self.config.motors), self.task.observation_size, self.task.action_size)
+        obs_size, action_size = (self.task.observation_size, self.task.action_size) if self.task is not None else (0, 0)
+        log = DeployLog(tuple(m.joint for m in self.config.motors), obs_size, action_size)
         log.meta.update(
             robot=self.robot.name,
-            policy=str(self.policy.path),
-            policy_metadata=self.policy.metadata,
+            policy=None if self.policy is None else str(self.policy.path),
+            policy_metadata=None if self.policy is None else self.policy.metadata,
+            excitation=None if self.schedule is None else self.schedule.description,
             deploy_config=self.config.model_dump(mode="json"),
             rate_hz=self.config.rate_hz,
             goals=self.goals.tolist(),
@@ -79,23 +86,30 @@ class Plan:
             reply_timeout_s=reply_timeout(self.config),
             reality=None,
             safety_codes=event_names(),
-            phases={"home": PHASE_HOME, "policy": PHASE_POLICY, "shutdown": PHASE_SHUTDOWN},
         )
         return log
 
-    def bridge(self, bus: MotorBus, clock: Clock, log: DeployLog, stop: StopRequest) -> Bridge:
-        """The loop on ``bus``, timed by ``clock``."""
+    def drive(self, bus: MotorBus, clock: Clock, log: DeployLog, stop: StopRequest) -> BridgeOutcome:
+        """Run the loop on ``bus``, timed by ``clock``: the schedule if there is one, else the policy toward every goal."""
         settings = LoopSettings.from_config(self.config, self.robot)
-        return Bridge(bus, Calibration.from_config(self.config), self.policy, self.task, settings, clock, log, stop)
+        bridge = Bridge(bus, Calibration.from_config(self.config), settings, clock, log, stop)
+        if self.schedule is not None:
+            return bridge.run_excitation(self.schedule)
+        assert self.policy is not None and self.task is not None  # prepare() gives a plan one or the other
+        return bridge.run(self.policy, self.task, self.goals, self.ticks_per_goal)
 
 
 def prepare(request: DeployRequest) -> Plan:
-    """Everything checked before any bus is touched: robot, config, policy against both, goals, ticks per goal."""
+    """Everything checked before any bus is touched: robot, config, then the policy against both and the goals, or the schedule."""
     robot = load_robot(request.robot)
     overrides = {key: value for key, value in request.overrides.items() if value is not None}
     if request.rate is not None:
         overrides["rate_hz"] = request.rate
     config = load_deploy_config(robot, request.config, overrides)
+    if request.excitation is not None:
+        return _prepare_excitation(request, robot, config)
+    if request.policy is None:
+        raise SimrlError("--policy is missing: give an ONNX policy written by `simrl export`, or --excite SIGNAL to play an excitation without one")
     policy = PolicyRuntime(request.policy)
     task = policy.task_for(robot, load_reach_config())
     goals, source = request.goals.resolve(task)
@@ -103,6 +117,28 @@ def prepare(request: DeployRequest) -> Plan:
         raise SimrlError(f"--duration = {request.duration}: allowed: seconds above 0")
     ticks = task.config.episode_steps if request.duration is None else max(1, round(request.duration * config.rate_hz))
     return Plan(robot, config, policy, task, goals, source, ticks)
+
+
+def _prepare_excitation(request: DeployRequest, robot: Robot, config: DeployConfig) -> Plan:
+    """An excitation plan: no policy, no goals, the schedule designed for this arm's config."""
+    if request.policy is not None:
+        raise SimrlError(f"--policy = {request.policy} and --excite both given; allowed: one of them (an excitation runs no policy)")
+    if any(value is not None for value in (request.goals.goal, request.goals.file, request.goals.random)):
+        raise SimrlError("--goal, --goals and --random-goals belong to a policy run; allowed with --excite: none of them")
+    arm = ArmSetup(
+        joints=tuple(m.joint for m in config.motors),
+        arm_joints=tuple(robot.config.arm_joints),
+        home=home_pose(config, robot),
+        limits=joint_limits(config, robot),
+        kp=np.array([m.kp for m in config.motors]),
+        kd=np.array([m.kd for m in config.motors]),
+        kd_max=np.array([DAMIAO_LIMITS[m.model].kd_max for m in config.motors]),
+        period=config.period,
+        max_step=config.safety.max_step_rad,
+        max_velocity=config.safety.max_velocity_rad_s,
+    )
+    schedule = design(request.excitation, arm)  # type: ignore[arg-type]
+    return Plan(robot, config, None, None, np.zeros((0, 3)), "none (excitation)", 0, schedule)
 
 
 def default_log_path(robot: str) -> Path:
@@ -138,7 +174,7 @@ def _arm(request: DeployRequest, plan: Plan) -> Iterator[tuple[DamiaoBus, dict[s
 
 
 def run_deploy(request: DeployRequest, plan: Plan, stop: StopRequest) -> DeploySummary:
-    """Run the policy on the arm (or its emulator) toward every goal of ``plan``; the log is written however it ends."""
+    """Run ``plan`` on the arm (or its emulator); the log is written however it ends."""
     path = request.log or default_log_path(plan.robot.name)
     log = plan.new_log()
     outcome: BridgeOutcome | None = None
@@ -146,7 +182,7 @@ def run_deploy(request: DeployRequest, plan: Plan, stop: StopRequest) -> DeployS
         with _arm(request, plan) as (bus, reality), realtime_scheduling(plan.config.timing.realtime_priority) as scheduling, collector_paused():
             log.meta.update(reality=reality, scheduling=scheduling)
             clock = WallClock(min(plan.config.timing.spin_s, plan.config.period / 4))
-            outcome = plan.bridge(bus, clock, log, stop).run(plan.goals, plan.ticks_per_goal)
+            outcome = plan.drive(bus, clock, log, stop)
     finally:
         summary = summarize_run(plan, log, path, outcome)
         log.meta["summary"] = summary.to_dict()
@@ -162,7 +198,8 @@ def summarize_run(plan: Plan, log: DeployLog, path: Path, outcome: BridgeOutcome
         log.arrays(),
         plan.config.period,
         robot=plan.robot.name,
-        policy=str(plan.policy.path),
+        policy=None if plan.policy is None else str(plan.policy.path),
+        excitation=None if plan.schedule is None else plan.schedule.summary(),
         rate_hz=plan.config.rate_hz,
         policy_rate_hz=round(1.0 / plan.robot.config.control_dt, 6),
         stop_reason=outcome.stop_reason if outcome else "fault",

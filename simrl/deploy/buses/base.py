@@ -7,9 +7,13 @@ uses its motor family (LeRobot's layering: abstract bus -> vendor bus).
 
 Every motor family this project drives takes an impedance ("MIT") command —
 ``tau = kp (q_des - q) + kd (dq_des - dq) + tau_ff`` — and answers each command
-with its measured state, so one ``exchange`` per control tick both sends and
-reads. A motor whose reply does not arrive in time is reported as not fresh;
-deciding what that means (hold, then stop) is the bridge's job.
+with its measured state. The bridge uses two exchanges per control tick: a
+``read`` at the deadline (every motor's state, no new set point), then, once the
+next command is computed from that fresh state, an ``exchange`` that sends it
+at once; so a command acts about one inference time after the state it came
+from, not a whole period later (the training env has no such delay). A motor
+whose reply does not arrive in time is reported as not fresh; deciding what
+that means (hold, then stop) is the bridge's job.
 """
 
 from __future__ import annotations
@@ -71,6 +75,14 @@ class MotorBus(Protocol):
 
     def enable(self) -> MotorReadings:
         """Switch every motor to torque-on (MIT mode) and return their first replies."""
+
+    def read(self) -> MotorReadings:
+        """Ask every motor for its state without changing its set point; replies that arrive within the reply timeout.
+
+        One try with the per-exchange reply timeout (not the setup timeout and
+        retries): it runs on every tick, so a late motor is reported as not
+        fresh instead of delaying the tick.
+        """
 
     def exchange(self, command: MotorCommand) -> MotorReadings:
         """Send one command to every motor and collect the replies that arrive within the reply timeout."""

@@ -1,10 +1,12 @@
 """A ``MotorBus`` straight onto a ``RealityPlant``, no wire: for testing the loop faster than real time.
 
 Each ``exchange`` hands the command to the plant, advances the plant by one
-control period and answers with what the motors then measure (lockstep). That
-is the training env's order (targets act for one period, then the
-observation), so a loop run on this bus sees the env's timing exactly, and a
-test of the loop's logic takes milliseconds per tick instead of a period.
+control period and answers with what the motors then measure (lockstep); a
+``read`` answers without time passing. The bridge's tick (read, compute, send)
+thus becomes the training env's order: the observation, then targets that act
+for one period, then the next observation. A loop run on this bus sees the
+env's timing exactly, and a test of the loop's logic takes milliseconds per
+tick instead of a period.
 Replies dropped by the plant (its reality's drop rate, ``silence``) come back
 not fresh, as on a wire.
 """
@@ -51,6 +53,11 @@ class SimBus:
     def disable(self) -> MotorReadings:
         """Torque off for every motor; answers without time passing."""
         return self._switch(False)
+
+    def read(self) -> MotorReadings:
+        """Every motor's state now, no set point changed, no time passing."""
+        self._require_open()
+        return self._reply()
 
     def exchange(self, command: MotorCommand) -> MotorReadings:
         """Set every enabled motor's MIT command, advance one period, reply."""
