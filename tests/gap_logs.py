@@ -4,7 +4,7 @@
 30 s. Here the same ``RealityPlant`` (the arm under a drawn reality, MIT law per
 substep, command latency, encoder noise) is driven tick by tick without a wall
 clock, and the rows go into a version 2 deploy log exactly as the bridge
-writes them: read at the deadline, command out right after.
+writes them (``DeployLog``, format 2): read at the deadline, command out right after.
 """
 
 from __future__ import annotations
@@ -87,8 +87,7 @@ def write_synthetic_log(
     for motor in range(len(joints)):
         plant.set_enabled(motor, True)
     log = DeployLog(tuple(joints), obs_size=1, action_size=1)
-    log.meta.update(format_version=2, robot=robot.name, rate_hz=1.0 / period, policy_metadata=None, reality=drawn.describe(),
-                    excitation={"kind": "test"})
+    log.meta.update(robot=robot.name, rate_hz=1.0 / period, policy_metadata=None, reality=drawn.describe(), excitation={"signal": "test"})
     n = len(joints)
     for k in range(len(targets)):
         t = k * period
@@ -96,21 +95,16 @@ def write_synthetic_log(
         command_kp, command_kd = kp * kp_factor[k], kd * kd_factor[k]
         for m in range(n):
             plant.set_command(m, targets[k, m], 0.0, command_kp[m], command_kd[m], 0.0)
-        tick = Tick(
-            deadline=t, send=t, read=t + 0.0002, inference=t + INFERENCE_S, done=t + INFERENCE_S, phase=3, goal=-1, overrun=0, safety=0,
-            command_position=targets[k].copy(), command_kp=command_kp, command_kd=command_kd,
-            position=np.array([s.position for s in samples]), velocity=np.array([s.velocity for s in samples]),
-            torque=np.array([s.torque for s in samples]), fresh=np.ones(n, bool), status=np.ones(n, int),
-            observation=np.full(1, np.nan, np.float32), action=np.full(1, np.nan, np.float32),
+        log.add(
+            Tick(
+                t_deadline=t, t_read_send=t - 0.0002, t_read=t + 0.0002, t_inference=np.nan, t_command=t + INFERENCE_S,
+                t_done=t + INFERENCE_S + 0.0004, phase=3, goal=-1, overrun=0, safety=0,
+                command_position=targets[k].copy(), command_kp=command_kp, command_kd=command_kd, command_fresh=np.ones(n, bool),
+                position=np.array([s.position for s in samples]), velocity=np.array([s.velocity for s in samples]),
+                torque=np.array([s.torque for s in samples]), fresh=np.ones(n, bool), status=np.ones(n, int),
+                observation=np.full(1, np.nan, np.float32), action=np.full(1, np.nan, np.float32),
+            )
         )
-        tick.read_send, tick.command = t - 0.0002, t + INFERENCE_S  # type: ignore[attr-defined]
-        log.add(tick)
         plant.advance(period)
-    arrays = log.arrays()
-    arrays["t_read_send"] = np.array([tick.read_send for tick in log.ticks])  # type: ignore[attr-defined]
-    arrays["t_command"] = np.array([tick.command for tick in log.ticks])  # type: ignore[attr-defined]
-    import json
-
-    meta = {**log.meta, "events": []}
-    np.savez(path, **arrays, meta=np.array(json.dumps(meta, default=lambda v: v.tolist() if hasattr(v, "tolist") else v)))
+    log.write(path)
     return drawn.describe()

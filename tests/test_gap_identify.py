@@ -13,7 +13,7 @@ import pytest
 
 from simrl.gap.pipeline import GapRequest, run_gap
 from simrl.robots import load_robot
-from tests.gap_logs import OPENARM_KD, OPENARM_KP, write_reality, write_synthetic_log
+from tests.gap_logs import OPENARM_KD, OPENARM_KP, write_synthetic_log
 
 TRUE_LATENCY_S = 0.030  # openarm-sysid: 1.5 control periods
 DAMPED = ("joint1", "joint2", "joint3", "joint4")  # damping x1.8 there, x1 on joints 5-7
@@ -23,7 +23,7 @@ DAMPED = ("joint1", "joint2", "joint3", "joint4")  # damping x1.8 there, x1 on j
 def logs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     folder = tmp_path_factory.mktemp("sysid")
     robot = load_robot("openarm")
-    truth = write_reality(folder / "openarm-sysid.yaml")
+    truth = "openarm-sysid"  # deploy/realities/openarm-sysid.yaml
     fit_log, held_out = folder / "fit.npz", folder / "held.npz"
     write_synthetic_log(fit_log, robot, truth, OPENARM_KP, OPENARM_KD, duration=8.0, seed=0, reality_seed=0)
     write_synthetic_log(held_out, robot, truth, OPENARM_KP, OPENARM_KD, duration=8.0, seed=1, reality_seed=1)

@@ -1,0 +1,64 @@
+"""``simrl gap`` as a user runs it: an excitation recorded on the emulated arm, then the report, the fit and the patch."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from simrl.randomization.profile import load_profile
+from tests.cli import assert_one_line_error, run_simrl
+
+
+@pytest.fixture(scope="module")
+def excitation_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """6 s of `mixed` excitation on joint4 and joint6 of the emulated openarm-sysid arm, in real time, through the CAN emulator."""
+    path = tmp_path_factory.mktemp("deploy") / "excite.npz"
+    result = run_simrl(
+        "deploy", "--robot", "openarm", "--excite", "mixed", "--joints", "joint4,joint6", "--duration", "6",
+        "--emulate", "--reality", "openarm-sysid", "--log", str(path), "--json", timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    return path
+
+
+def test_gap_on_an_emulated_excitation_writes_the_report_the_fit_and_a_patch_training_accepts(excitation_log: Path, tmp_path: Path) -> None:
+    out = tmp_path / "gap"
+    result = run_simrl("gap", str(excitation_log), "--out", str(out), "--json", timeout=300)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    for name in ("report.md", "report.html", "fitted.yaml", "randomization_patch.yaml", "gap.json", "joint4.png"):
+        assert (out / name).is_file(), name
+    assert report["next_command"] == f"simrl train reach --robot openarm --randomization {out / 'randomization_patch.yaml'}"
+    assert report["logs"][0]["timing"]["observation_to_command_ms"]["p50"] < 5.0  # the bridge no longer waits a period
+    values = {v["name"]: v for v in report["fit"]["values"]}
+    assert set(report["logs"][0]["moving_joints"]) == {"joint4", "joint6"}
+    assert values["joint4.kp"]["scale"] == pytest.approx(0.7, rel=0.1)  # the reality's motors give 70 % of the commanded kp
+    assert 0.020 <= report["fit"]["latency_s"] <= 0.045  # 30 ms, plus the physics step and the loop's own jitter
+    joints = {j["joint"]: j for j in report["logs"][0]["joints"]}
+    assert joints["joint4"]["rmse_fitted"] < 0.5 * joints["joint4"]["rmse_nominal"]
+    profile, _ = load_profile(out / "randomization_patch.yaml", "openarm")  # `simrl train --randomization` reads it like this
+    kp_entries = yaml.safe_load((out / "randomization_patch.yaml").read_text())["actuator_kp"]
+    fitted = next(e for e in kp_entries if e["joints"] == ["joint4"])
+    assert fitted["low"] < 0.7 < fitted["high"] and fitted["high"] < 1.0  # centred on the weak motor, not on the model
+    assert "html" in (out / "report.html").read_text()[:40] and "data:image/png;base64," in (out / "report.html").read_text()
+
+
+def test_a_log_of_another_robot_is_refused_and_leaves_nothing_behind(excitation_log: Path, tmp_path: Path) -> None:
+    with np.load(excitation_log) as data:
+        arrays = {key: data[key] for key in data.files}
+    meta = json.loads(str(arrays.pop("meta")))
+    meta["robot"] = "so101"
+    other = tmp_path / "other.npz"
+    np.savez(other, **arrays, meta=np.array(json.dumps(meta)))
+    out = tmp_path / "gap"
+    result = run_simrl("gap", str(excitation_log), str(other), "--out", str(out))
+    assert_one_line_error(result, f"error: {other}: this log is from robot 'so101', not 'openarm'")
+    assert not out.exists()
+
+
+def test_a_missing_log_is_one_line(tmp_path: Path) -> None:
+    assert_one_line_error(run_simrl("gap", str(tmp_path / "nope.npz"), "--out", str(tmp_path / "gap")), f"error: {tmp_path / 'nope.npz'}: no such deploy log")
