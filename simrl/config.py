@@ -10,7 +10,7 @@ from __future__ import annotations
 import types
 import typing
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar, Union
 
 import pydantic
 import yaml
@@ -46,28 +46,80 @@ def _field_path(loc: tuple[Any, ...]) -> str:
     return ".".join(str(part) for part in loc) or "(top level)"
 
 
+# Tags of the two branches of ``one_or_list``; pydantic puts them into error locations, ``_walk`` takes them out.
+ONE, MANY = "one", "list"
+
+
+def _tag(value: Any) -> str:
+    return MANY if isinstance(value, list) else ONE
+
+
+def one_or_list(model: type[pydantic.BaseModel]) -> Any:
+    """A field type: one ``model`` (a mapping) or a non-empty list of them, chosen by the input's shape.
+
+    A plain union would report a mistake against both branches; the tagged
+    union reports it against the one the user wrote (errors read ``kind.low``
+    or ``kind.1.low``).
+    """
+    return Annotated[
+        Union[Annotated[model, pydantic.Tag(ONE)], Annotated[list[model], pydantic.Tag(MANY), pydantic.Field(min_length=1)]],  # type: ignore[valid-type]
+        pydantic.Discriminator(_tag),
+    ]
+
+
 def _unwrap(annotation: Any) -> Any:
-    """The model class or ``dict[...]`` inside ``Optional[...]`` / ``Union[...]`` (else the annotation)."""
+    """``X`` for ``Optional[X]``; in a wider union the first model or ``dict[...]`` (else the annotation)."""
     if typing.get_origin(annotation) in (typing.Union, types.UnionType):
-        for arg in typing.get_args(annotation):
+        args = [arg for arg in typing.get_args(annotation) if arg is not type(None)]
+        if len(args) == 1:
+            return args[0]
+        for arg in args:
             if typing.get_origin(arg) is dict or (isinstance(arg, type) and issubclass(arg, pydantic.BaseModel)):
                 return arg
     return annotation
 
 
-def _allowed_keys(model: type[pydantic.BaseModel], loc: tuple[Any, ...]) -> list[str]:
-    """Names of the fields valid next to the unknown key at ``loc``, through optional fields and dicts of models."""
+def _tagged_branches(annotation: Any) -> dict[str, Any] | None:
+    """``{tag: branch}`` of a tagged union (``one_or_list``), else None."""
+    if typing.get_origin(annotation) is not Annotated:
+        return None
+    inner, *extras = typing.get_args(annotation)
+    if not any(isinstance(extra, pydantic.Discriminator) for extra in extras):
+        return None
+    branches = {}
+    for branch in typing.get_args(inner):
+        base, *marks = typing.get_args(branch)
+        tag = next(mark.tag for mark in marks if isinstance(mark, pydantic.Tag))
+        branches[tag] = base
+    return branches
+
+
+def _walk(model: type[pydantic.BaseModel], loc: tuple[Any, ...]) -> tuple[tuple[Any, ...], Any]:
+    """``loc`` without union tags, and the annotation it ends at (None where the models do not say).
+
+    Steps through optional fields, model fields, dict values and list items.
+    """
     current: Any = model
-    for part in loc[:-1]:
+    clean: list[Any] = []
+    for part in loc:
         current = _unwrap(current)
-        if typing.get_origin(current) is dict:
-            current = typing.get_args(current)[1]  # ``part`` is a key of the dict
+        branches = _tagged_branches(current)
+        if branches is not None and part in branches:
+            current = branches[part]
+            continue
+        clean.append(part)
+        if typing.get_origin(current) in (dict, list):
+            current = typing.get_args(current)[-1]
             continue
         fields = getattr(current, "model_fields", None)
-        if fields is None or part not in fields:
-            return []
-        current = fields[part].annotation
-    fields = getattr(_unwrap(current), "model_fields", None)
+        current = fields[part].annotation if fields is not None and part in fields else None
+    return tuple(clean), _unwrap(current)
+
+
+def _allowed_keys(model: type[pydantic.BaseModel], loc: tuple[Any, ...]) -> list[str]:
+    """Names of the fields valid next to the unknown key at ``loc``, through optional fields, dicts and lists of models."""
+    _, parent = _walk(model, loc[:-1])
+    fields = getattr(parent, "model_fields", None)
     return sorted(fields) if fields else []
 
 
@@ -80,7 +132,7 @@ def format_validation_error(path: Path, model: type[pydantic.BaseModel], exc: py
     errors = exc.errors()
     err = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
     loc = tuple(err["loc"])
-    field = _field_path(loc)
+    field = _field_path(_walk(model, loc)[0])
     if err["type"] == "extra_forbidden":
         key = str(loc[-1])
         allowed = _allowed_keys(model, loc)

@@ -45,7 +45,7 @@ def show_command(
         print(json.dumps([row.to_dict() for row in rows], indent=2))
         return
     table = _range_table(rows, title=f"randomization '{resolved.name}' for {arm.name} ({resolved.path})")
-    unused = [kind for kind in KINDS if resolved.get(kind) is None]
+    unused = [kind for kind in KINDS if kind not in resolved.kinds]
     variants = resolved.profile.physics_variants
     table.caption = "; ".join(
         ([f"model values: {variants} variants per episode start, shared by the worlds"] if variants else [])
@@ -55,19 +55,21 @@ def show_command(
 
 
 def _range_table(rows: list[RangeRow], title: str) -> Table:
-    """The rows grouped by kind (a section each), the kind named on its first row only."""
+    """The rows grouped by kind (a section each), the kind named on its first row only
+    (a kind given as a list: each entry named on its first row, ``joint_damping.1``)."""
     table = Table(title=title)
     for column in ("kind", "target", "nominal", "distribution", "min", "max", "unit", "resample", "note"):
         table.add_column(column, justify="right" if column in ("nominal", "min", "max") else "left")
-    previous = None
+    previous: RangeRow | None = None
     for row in rows:
-        if previous is not None and row.kind != previous:
+        if previous is not None and row.kind != previous.kind:
             table.add_section()
+        same_entry = previous is not None and (row.kind, row.entry) == (previous.kind, previous.entry)
         table.add_row(
-            row.kind if row.kind != previous else "", row.target, _cell(row.nominal), row.distribution,
+            "" if same_entry else row.label, row.target, _cell(row.nominal), row.distribution,
             _cell(row.min), _cell(row.max), row.unit, row.resample, row.note,
         )
-        previous = row.kind
+        previous = row
     return table
 
 

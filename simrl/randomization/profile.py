@@ -9,6 +9,13 @@ per-body kinds which joints or bodies it covers: names, ``all``, or a regular
 expression written ``re:<pattern>``. A ``robots:`` section overrides entries
 for one arm. Every mistake (an unknown key, min > max, a negative scale, an
 unknown joint) is reported in one line naming the file, the field and the value.
+
+The per-joint and per-body model kinds (``LIST_KINDS``) may instead be a list of
+entries, each naming its own ``joints:`` or ``bodies:``, so a system
+identification can centre each joint's range on its own fitted value (damping
+x1.8 +- 10 % on the shoulder, x1.0 +- 30 % on the wrist). Entries of one kind
+may not share a joint or body: a joint drawn twice would get the product of
+two draws, which no entry describes.
 """
 
 from __future__ import annotations
@@ -16,12 +23,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal, Optional, Union
+from typing import Annotated, Any, Literal, Mapping, Optional, Union
 
 import numpy as np
 import pydantic
 
-from simrl.config import StrictModel, read_yaml, validate_model
+from simrl.config import StrictModel, one_or_list, read_yaml, validate_model
 from simrl.errors import SimrlError, did_you_mean
 from simrl.paths import data_dir
 from simrl.robots import Robot
@@ -137,6 +144,13 @@ MODEL_KINDS = {
     "gravity_tilt": ("opt.gravity",),
 }
 
+# Kinds that may be a list of entries, each on its own joints or bodies: the model kinds with per-joint or per-body
+# targets. The env-layer kinds are read as one value per kind (latency, noise), so a list would have no single meaning there.
+LIST_KINDS = tuple(name for name in MODEL_KINDS if KINDS[name].targets != "none")
+
+Entries = one_or_list(ParameterSpec)
+TARGET_WORD = {"joints": "joint", "bodies": "body"}
+
 
 class Profile(StrictModel):
     """The schema of a profile after its ``robots:`` overrides for one arm are merged in."""
@@ -148,15 +162,15 @@ class Profile(StrictModel):
         description="draw this many sets of model values at each episode start and give each block of neighbouring worlds one of them; "
         "unset: every world draws its own (the cpu backend then steps one model per world, ~10 % slower at 4096 worlds)",
     )
-    link_mass: Optional[ParameterSpec] = None
-    link_com: Optional[ParameterSpec] = None
-    joint_damping: Optional[ParameterSpec] = None
-    joint_frictionloss: Optional[ParameterSpec] = None
-    joint_armature: Optional[ParameterSpec] = None
-    actuator_kp: Optional[ParameterSpec] = None
-    actuator_kv: Optional[ParameterSpec] = None
-    actuator_force_limit: Optional[ParameterSpec] = None
-    geom_friction: Optional[ParameterSpec] = None
+    link_mass: Optional[Entries] = None
+    link_com: Optional[Entries] = None
+    joint_damping: Optional[Entries] = None
+    joint_frictionloss: Optional[Entries] = None
+    joint_armature: Optional[Entries] = None
+    actuator_kp: Optional[Entries] = None
+    actuator_kv: Optional[Entries] = None
+    actuator_force_limit: Optional[Entries] = None
+    geom_friction: Optional[Entries] = None
     gravity_tilt: Optional[ParameterSpec] = None
     latency_steps: Optional[ParameterSpec] = None
     latency_substeps: Optional[ParameterSpec] = None
@@ -169,15 +183,38 @@ class Profile(StrictModel):
     goal_workspace_scale: Optional[ParameterSpec] = None
     reply_drop_rate: Optional[ParameterSpec] = None
 
+    @pydantic.field_validator(*(name for name in KINDS if name not in LIST_KINDS), mode="before")
+    @classmethod
+    def _one_entry(cls, value: Any, info: pydantic.ValidationInfo) -> Any:
+        if isinstance(value, list):
+            raise ValueError(f"a list of entries is allowed only for {', '.join(LIST_KINDS)}; give {info.field_name} one entry")
+        return value
+
     @pydantic.field_validator(*KINDS)
     @classmethod
-    def _kind_rules(cls, spec: ParameterSpec | None, info: pydantic.ValidationInfo) -> ParameterSpec | None:
-        if spec is not None:
-            _check_kind(info.field_name, KINDS[info.field_name], spec)
-        return spec
+    def _kind_rules(cls, value: ParameterSpec | list[ParameterSpec] | None, info: pydantic.ValidationInfo) -> Any:
+        name = info.field_name
+        if isinstance(value, list):
+            targets = KINDS[name].targets
+            for i, spec in enumerate(value):
+                _check_kind(f"{name}.{i}", KINDS[name], spec)
+                if getattr(spec, targets) is None:
+                    raise ValueError(f"{name}.{i}: every entry of a list names its {targets} ({targets}: names, all or re:<pattern>)")
+        elif value is not None:
+            _check_kind(name, KINDS[name], value)
+        return value
 
-    def parameters(self) -> dict[str, ParameterSpec]:
-        return {name: spec for name in KINDS if (spec := getattr(self, name)) is not None}
+    def parameters(self) -> dict[str, ParameterSpec | list[ParameterSpec]]:
+        """The kinds this profile sets, each one entry or (``LIST_KINDS``) a list of them."""
+        return {name: value for name in KINDS if (value := getattr(self, name)) is not None}
+
+    def entries(self) -> list[tuple[str, Optional[int], ParameterSpec]]:
+        """Every entry as (kind, position in its kind's list or None for a single entry, spec), in kind order."""
+        return [
+            (name, i if isinstance(value, list) else None, spec)
+            for name, value in self.parameters().items()
+            for i, spec in (enumerate(value) if isinstance(value, list) else [(0, value)])
+        ]
 
 
 def _check_kind(name: str, kind: Kind, spec: ParameterSpec) -> None:
@@ -200,11 +237,18 @@ def _check_kind(name: str, kind: Kind, spec: ParameterSpec) -> None:
         raise ValueError(f"{name}: {AT_MOST_ONE[name]} must be at most 1, got high = {spec.bounds()[1]}")
 
 
-def _override(base: dict[str, Any], section: dict[str, Any]) -> dict[str, Any]:
+def _override(label: Path, robot: str, base: dict[str, Any], section: dict[str, Any]) -> dict[str, Any]:
     """A robot's entries over the base: an entry naming a ``distribution`` replaces the base entry whole
-    (its bounds belong to the old distribution); one without, e.g. only ``joints:``, is merged into it."""
+    (its bounds belong to the old distribution); one without, e.g. only ``joints:``, is merged into it.
+    A list replaces the base whole too, and a base list can only be replaced (which of its entries would a
+    partial entry change?)."""
     merged = dict(base)
     for kind, entry in section.items():
+        if isinstance(entry, dict) and "distribution" not in entry and isinstance(base.get(kind), list):
+            raise SimrlError(
+                f"{label}: field 'robots.{robot}.{kind}' = {entry!r}: the base {kind} is a list, which an override replaces whole; "
+                "give a full entry (with its distribution) or a list"
+            )
         if isinstance(entry, dict) and "distribution" not in entry and isinstance(base.get(kind), dict):
             merged[kind] = {**base[kind], **entry}
         else:
@@ -232,29 +276,58 @@ def available_profiles() -> list[str]:
     return sorted(p.stem for p in data_dir("randomization").glob("*.yaml"))
 
 
-def load_profile(name_or_path: str | Path, robot: str | None = None) -> tuple[Profile, Path]:
+@dataclass(frozen=True)
+class InlineProfile:
+    """A profile held in memory rather than in a file (e.g. the one a policy's metadata carries).
+
+    ``label`` stands where a file's path would in error messages and in ``ResolvedProfile.path``.
+    """
+
+    name: str
+    label: Path
+    data: Mapping[str, Any]
+
+
+ProfileSource = Union[str, Path, InlineProfile]
+
+
+def _read(source: ProfileSource) -> tuple[str, Path, dict[str, Any]]:
+    """(name, path or label, the parsed mapping) of a profile name, file or in-memory profile."""
+    if isinstance(source, InlineProfile):
+        name, label, data = source.name, source.label, source.data
+    else:
+        label = profile_path(source)
+        name, data = label.stem, read_yaml(label)
+    if data is None:
+        data = {}
+    if not isinstance(data, Mapping):
+        raise SimrlError(f"{label}: a randomization profile must be a mapping of parameters, got {type(data).__name__}")
+    return name, label, dict(data)
+
+
+def load_profile(source: ProfileSource, robot: str | None = None) -> tuple[Profile, Path]:
     """Read and validate a profile; with ``robot``, its ``robots: {robot: ...}`` entries are merged in.
 
     Without ``robot`` every override section is still validated, so
     ``simrl randomization validate FILE`` catches a mistake in any of them.
+    Returns the profile and its path (an ``InlineProfile``'s label).
     """
-    path = profile_path(name_or_path)
-    data = read_yaml(path)
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise SimrlError(f"{path}: a randomization profile must be a mapping of parameters, got {type(data).__name__}")
+    _, label, data = _read(source)
+    return _validated(label, data, robot), label
+
+
+def _validated(label: Path, data: dict[str, Any], robot: str | None) -> Profile:
     overrides = data.pop("robots", None) or {}
     if not isinstance(overrides, dict):
-        raise SimrlError(f"{path}: field 'robots' must map robot names to parameter overrides")
-    base = validate_model(path, Profile, data)
+        raise SimrlError(f"{label}: field 'robots' must map robot names to parameter overrides")
+    base = validate_model(label, Profile, data)
     merged = {}
     for name, section in overrides.items():
         if not isinstance(section, dict):
-            raise SimrlError(f"{path}: field 'robots.{name}' must be a mapping of parameters")
-        merged[name] = _override(data, section)
-    with_robots = validate_model(path, _WithRobots, {"robots": merged})  # errors read 'robots.<arm>.<field>'
-    return (with_robots.robots[robot] if robot in with_robots.robots else base), path
+            raise SimrlError(f"{label}: field 'robots.{name}' must be a mapping of parameters")
+        merged[name] = _override(label, name, data, section)
+    with_robots = validate_model(label, _WithRobots, {"robots": merged})  # errors read 'robots.<arm>.<field>'
+    return with_robots.robots[robot] if robot in with_robots.robots else base
 
 
 class _WithRobots(StrictModel):
@@ -274,6 +347,12 @@ class ResolvedParameter:
     names: tuple[str, ...]  # joint or body names; () for whole-robot kinds
     arm_index: np.ndarray  # positions among the arm joints (joint kinds)
     ids: np.ndarray  # MuJoCo joint ids (joint kinds) or body ids (body kinds)
+    entry: Optional[int] = None  # position in its kind's list of entries; None for a kind given as one entry
+
+    @property
+    def label(self) -> str:
+        """The entry as a profile names it: ``joint_damping``, or ``joint_damping.1`` for the second of a list."""
+        return self.kind if self.entry is None else f"{self.kind}.{self.entry}"
 
 
 @dataclass(frozen=True)
@@ -286,7 +365,24 @@ class ResolvedProfile:
     parameters: tuple[ResolvedParameter, ...]
 
     def get(self, kind: str) -> ResolvedParameter | None:
-        return next((p for p in self.parameters if p.kind == kind), None)
+        """The parameter of ``kind``, None if the profile leaves it out.
+
+        For the kinds read as one value (latency, noise, ...); a kind given as a
+        list of several entries has no single parameter, so asking for one is a bug.
+        """
+        found = self.entries(kind)
+        if len(found) > 1:
+            raise ValueError(f"{kind} has {len(found)} entries in profile '{self.name}'; use entries({kind!r})")
+        return found[0] if found else None
+
+    def entries(self, kind: str) -> tuple[ResolvedParameter, ...]:
+        """Every entry of ``kind``, each on its own joints or bodies (one for a kind given as one entry)."""
+        return tuple(p for p in self.parameters if p.kind == kind)
+
+    @property
+    def kinds(self) -> tuple[str, ...]:
+        """The kinds the profile randomizes, in profile order, each once."""
+        return tuple(dict.fromkeys(p.kind for p in self.parameters))
 
     @property
     def model_fields(self) -> tuple[str, ...]:
@@ -327,18 +423,25 @@ def robot_bodies(robot: Robot) -> list[str]:
     return [mujoco.mj_id2name(robot.model, mujoco.mjtObj.mjOBJ_BODY, i) for i in range(1, robot.model.nbody)]
 
 
-def resolve_profile(name_or_path: str | Path, robot: Robot) -> ResolvedProfile:
-    """Load ``name_or_path`` for ``robot`` and bind every parameter to joint or body indices."""
+def resolve_profile(source: ProfileSource, robot: Robot) -> ResolvedProfile:
+    """Load ``source`` for ``robot`` and bind every entry to joint or body indices.
+
+    Entries of one kind that would cover the same joint or body are refused,
+    naming the later entry's field and the joint.
+    """
     import mujoco
 
-    profile, path = load_profile(name_or_path, robot.name)
-    overridden = ((read_yaml(path) or {}).get("robots") or {}).get(robot.name) or {}
+    name, path, data = _read(source)
+    overridden = (data.get("robots") or {}).get(robot.name) or {}
+    profile = _validated(path, data, robot.name)
     arm_joints = list(robot.config.arm_joints)
     bodies = robot_bodies(robot)
     resolved = []
-    for name, spec in profile.parameters().items():
-        kind = KINDS[name]
-        field = f"robots.{robot.name}.{name}" if name in overridden else name
+    covered: dict[tuple[str, str], str] = {}  # (kind, joint or body) -> the field of the entry covering it
+    for kind_name, entry, spec in profile.entries():
+        kind = KINDS[kind_name]
+        field = f"robots.{robot.name}.{kind_name}" if kind_name in overridden else kind_name
+        field = field if entry is None else f"{field}.{entry}"
         if kind.targets == "joints":
             names = _match(path, f"{field}.joints", spec.joints if spec.joints is not None else "all", arm_joints)
             arm_index = np.array([arm_joints.index(n) for n in names], dtype=np.int32)
@@ -349,15 +452,23 @@ def resolve_profile(name_or_path: str | Path, robot: Robot) -> ResolvedProfile:
             ids = np.array([mujoco.mj_name2id(robot.model, mujoco.mjtObj.mjOBJ_BODY, n) for n in names], dtype=np.int32)
         else:
             names, arm_index, ids = [], np.zeros(0, dtype=np.int32), np.zeros(0, dtype=np.int32)
+        for target in names:
+            if (kind_name, target) in covered:
+                raise SimrlError(
+                    f"{path}: field '{field}.{kind.targets}' = {getattr(spec, kind.targets)!r}: {target} is already covered by "
+                    f"{covered[kind_name, target]}; each {TARGET_WORD[kind.targets]} takes at most one entry of {kind_name}"
+                )
+            covered[kind_name, target] = field
         resolved.append(
             ResolvedParameter(
-                kind=name,
+                kind=kind_name,
                 spec=spec,
                 apply=spec.apply or kind.apply,
                 resample=spec.resample or kind.resample,
                 names=tuple(names),
                 arm_index=arm_index,
                 ids=ids,
+                entry=entry,
             )
         )
-    return ResolvedProfile(name=path.stem, path=path, profile=profile, parameters=tuple(resolved))
+    return ResolvedProfile(name=name, path=path, profile=profile, parameters=tuple(resolved))

@@ -10,7 +10,7 @@ down to whole periods) so the table says what training will actually see.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any, Callable, Optional
 
 import numpy as np
@@ -34,6 +34,12 @@ class RangeRow:
     unit: str
     resample: str
     note: str = ""
+    entry: Optional[int] = None  # position in the kind's list of entries; None for a kind given as one entry
+
+    @property
+    def label(self) -> str:
+        """The entry as the profile names it (``joint_damping`` or ``joint_damping.1``)."""
+        return self.kind if self.entry is None else f"{self.kind}.{self.entry}"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -104,13 +110,14 @@ NOTES = {
 
 
 def effective_ranges(robot: Robot, profile: ResolvedProfile) -> list[RangeRow]:
-    """Rows for every parameter of ``profile`` and every joint or body it covers, in profile order."""
+    """Rows for every parameter of ``profile`` and every joint or body it covers, in profile order
+    (a kind given as a list: entry by entry, each with its own distribution)."""
     return [row for param in profile.parameters for row in _parameter_rows(robot, param)]
 
 
 def _parameter_rows(robot: Robot, param: ResolvedParameter) -> list[RangeRow]:
     targets = ("robot",) if KINDS[param.kind].targets == "none" else param.names
-    return [_row(robot, param, i, target) for i, target in enumerate(targets)]
+    return [replace(_row(robot, param, i, target), entry=param.entry) for i, target in enumerate(targets)]
 
 
 def _row(robot: Robot, param: ResolvedParameter, i: int, target: str) -> RangeRow:
