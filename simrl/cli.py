@@ -399,6 +399,8 @@ def deploy_command(
     with stop_on_signals(stop):
         what = f"excitation {plan.schedule.summary()}" if plan.schedule is not None else str(policy)
         stderr.print(f"deploying {what} on {robot}{' (emulated)' if emulate else ''}; Ctrl-C stops it safely", highlight=False, markup=False)
+        for warning in plan.warnings:
+            stderr.print(f"warning: {warning}", style="yellow", highlight=False, markup=False)
         summary = run_deploy(request, plan, stop)
     if as_json:
         print(json.dumps(summary.to_dict(), indent=2))

@@ -215,6 +215,27 @@ def test_deploy_imports_neither_jax_nor_torch(tmp_path: Path, openarm: Robot) ->
     assert meta["summary"]["stop_reason"] == "completed" and meta["summary"]["policy_ticks"] == 6
 
 
+@pytest.mark.parametrize(
+    ("randomization", "warned"),
+    [
+        ({"randomization": "none", "randomization_profile": {"description": "no randomization"}}, True),
+        ({"randomization": "default", "randomization_profile": {"joint_damping": {"distribution": "uniform", "low": 0.5, "high": 2.0}}}, False),
+    ],
+)
+def test_deploy_warns_once_about_a_policy_trained_without_randomization(tmp_path: Path, openarm: Robot, randomization: dict, warned: bool) -> None:
+    policy = write_policy(tmp_path / "policy.onnx", openarm, 0.0, randomization)
+    args = ("deploy", "--robot", "openarm", "--policy", str(policy), "--emulate", "--goal", "0.2,-0.15,0.4", "--duration", "0.1", "--log", str(tmp_path / "log.npz"), "--json")
+    result = run_simrl(*args, timeout=TIMEOUT)
+    assert result.returncode == 0, result.stderr
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
+    summary = json.loads(result.stdout)
+    if warned:
+        assert len(warnings) == 1 and "trained without domain randomization (profile 'none')" in warnings[0]
+        assert summary["warnings"] == [warnings[0].removeprefix("warning: ")]
+    else:
+        assert warnings == [] and summary["warnings"] == []
+
+
 # ---------------------------------------------------------------- safety on the sim bus
 
 

@@ -11,11 +11,14 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
+import yaml
 
 import simrl
 from simrl.deploy.export import OPSET, export_policy, policy_to_onnx, read_metadata
+from simrl.deploy.metadata import decode_metadata, encode_metadata, randomization_warning, training_profile
 from simrl.deploy.policy_bench import bench_policy
 from simrl.errors import SimrlError
+from simrl.randomization.profile import resolve_profile
 from simrl.robots import load_robot
 from simrl.tasks.reach import ReachTask
 from simrl.train.networks import mlp_apply
@@ -27,8 +30,20 @@ from tests.tiny_run import tiny_train_args, write_tiny_recipe
 
 METADATA_KEYS = {
     "simrl_version", "robot", "task", "algo", "action_space", "action_scale", "control_dt", "arm_joints", "observation_layout",
-    "obs_size", "action_size", "hidden_sizes", "activation", "squash", "obs_clip", "randomization", "env_steps", "config_sha256",
+    "obs_size", "action_size", "hidden_sizes", "activation", "squash", "obs_clip", "randomization", "randomization_profile", "env_steps",
+    "config_sha256",
 }  # fmt: skip
+
+# A profile as a system identification would write it: per-joint entries of one kind.
+SYSID_PROFILE = """\
+joint_damping:
+  - {distribution: uniform, low: 1.62, high: 1.98, joints: [joint1, joint2]}
+  - {distribution: uniform, low: 0.7, high: 1.3, joints: 're:joint[5-7]'}
+robots:
+  openarm:
+    actuator_kp:
+      - {distribution: fixed, value: 0.9, joints: [joint3]}
+"""
 
 
 @pytest.fixture(scope="module")
@@ -39,6 +54,20 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     assert trained.returncode == 0, trained.stderr
     (path,) = (folder / "runs").iterdir()
     return path
+
+
+@pytest.fixture(scope="module")
+def sysid_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A tiny PPO run on openarm trained with a profile of per-joint list entries (the profile file, the run folder)."""
+    folder = tmp_path_factory.mktemp("export-sysid")
+    profile = folder / "sysid.yaml"
+    profile.write_text(SYSID_PROFILE)
+    args = tiny_train_args(folder, write_tiny_recipe(folder))
+    args[args.index("so101")] = "openarm"
+    trained = run_simrl(*args, "--randomization", str(profile))
+    assert trained.returncode == 0, trained.stderr
+    (path,) = (folder / "runs").iterdir()
+    return profile, path
 
 
 @pytest.fixture(scope="module")
@@ -111,6 +140,7 @@ def test_metadata_describes_the_robot_the_task_and_where_the_policy_came_from(ru
     assert meta["control_dt"] == robot.config.control_dt
     assert (meta["activation"], meta["squash"], meta["hidden_sizes"], meta["obs_clip"]) == (policy.activation, "clip", [16], OBS_CLIP)
     assert meta["randomization"] == "none" and meta["env_steps"] == trained["env_steps"] > 0
+    assert meta["randomization_profile"] == yaml.safe_load((run / "randomization.yaml").read_text()) == {"description": meta["randomization_profile"]["description"]}
     assert meta["config_sha256"] == hashlib.sha256((run / "config.yaml").read_bytes()).hexdigest()
     assert meta["simrl_version"] == simrl.__version__
     assert printed["metadata"] == meta and printed["path"] == str(path) and printed["file_bytes"] == path.stat().st_size
@@ -157,3 +187,59 @@ def test_a_run_without_a_policy_or_a_file_that_is_not_onnx_is_named(run, tmp_pat
         export_policy(unfinished, unfinished / "policy.onnx")
     with pytest.raises(SimrlError, match=r"config.yaml: onnxruntime cannot load it"):
         bench_policy(run / "config.yaml", calls=1)
+
+
+def test_the_policy_carries_the_profile_it_trained_with_and_it_resolves_again(sysid_run, tmp_path):
+    profile, run = sysid_run
+    out = tmp_path / "openarm.onnx"
+    export_policy(run, out)
+    meta = read_metadata(out)
+    assert meta["randomization"] == str(profile)
+    assert meta["randomization_profile"] == yaml.safe_load((run / "randomization.yaml").read_text())
+    assert [entry["joints"] for entry in meta["randomization_profile"]["joint_damping"]] == [["joint1", "joint2"], "re:joint[5-7]"]
+    carried = training_profile(meta, out)
+    assert carried is not None and carried.label == out
+    openarm = load_robot("openarm")
+    again, original = resolve_profile(carried, openarm), resolve_profile(profile, openarm)
+    assert [(p.label, p.names, p.spec) for p in again.parameters] == [(p.label, p.names, p.spec) for p in original.parameters]
+    assert again.entries("actuator_kp")[0].names == ("joint3",)  # the openarm section, merged in at training
+    assert randomization_warning(meta) is None
+
+
+def test_an_older_policy_without_the_profile_still_reads(tmp_path):
+    metadata = {"robot": "so101", "randomization": "default", "obs_size": 23}
+    policy = Policy(
+        obs_mean=np.zeros(23, np.float32), obs_std=np.ones(23, np.float32),
+        layers=[{"w": np.zeros((23, 5), np.float32), "b": np.zeros(5, np.float32)}], activation="tanh", squash="clip",
+    )  # fmt: skip
+    path = tmp_path / "old.onnx"
+    path.write_bytes(policy_to_onnx(policy, metadata).SerializeToString())
+    meta = read_metadata(path)
+    assert meta == metadata and training_profile(meta, path) is None
+
+
+NONE_CONTENT = {"description": "no randomization"}
+
+
+@pytest.mark.parametrize(
+    "metadata, expected",
+    [
+        ({"randomization": "none", "randomization_profile": NONE_CONTENT}, "trained without domain randomization (profile 'none')"),
+        ({"randomization": "mine.yaml", "randomization_profile": {"description": "", "physics_variants": 4}}, "its profile 'mine.yaml' randomizes nothing"),
+        ({"randomization": "none"}, "trained without domain randomization (profile 'none')"),  # older export: the name alone
+        ({"robot": "openarm"}, "metadata does not say whether it was trained with domain randomization"),
+        ({"randomization": "default", "randomization_profile": {"joint_damping": [{"distribution": "fixed", "value": 1.0, "joints": "all"}]}}, None),
+        ({"randomization": "default"}, None),  # older export: the name says it was randomized
+    ],
+)
+def test_the_randomization_warning_says_why(metadata, expected):
+    warning = randomization_warning(encode_and_decode(metadata))
+    if expected is None:
+        assert warning is None
+    else:
+        assert warning is not None and expected in warning and "train with --randomization default" in warning and "\n" not in warning
+
+
+def encode_and_decode(metadata: dict) -> dict:
+    """``metadata`` as the robot side reads it back from the ONNX string properties."""
+    return decode_metadata(encode_metadata(metadata))

@@ -16,7 +16,7 @@ that mapping and simulation and hardware cannot drift apart. The metadata
 carries what that code needs to be set up and checked against the arm: robot,
 action space and ``action_scale``, control period, joint names in order and the
 observation layout, next to where the policy came from (simrl version, sha256
-of the run's config.yaml, randomization profile, env steps trained).
+of the run's config.yaml, the randomization profile's name and content, env steps trained).
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ import simrl
 from simrl.deploy.metadata import encode_metadata, read_metadata, task_metadata  # noqa: F401  (read_metadata: re-exported, it lived here)
 from simrl.errors import SimrlError
 from simrl.files import atomic_write
+from simrl.randomization.profile import load_profile
 from simrl.robots import load_robot
 from simrl.tasks.reach import ReachTask
 from simrl.train.config import TrainConfig
@@ -164,9 +165,16 @@ def run_metadata(run: RunDir, config: TrainConfig, policy: Policy, trained: Mapp
         "squash": policy.squash,
         "obs_clip": OBS_CLIP,
         "randomization": config.randomization,
+        "randomization_profile": trained_profile(run, config, robot.name),
         "env_steps": trained.get("env_steps"),
         "config_sha256": hashlib.sha256(run.config_file.read_bytes()).hexdigest(),
     }
+
+
+def trained_profile(run: RunDir, config: TrainConfig, robot: str) -> dict[str, Any]:
+    """The profile the run trained with on ``robot``, as a mapping: its run-dir copy (the named profile for runs older than the copy)."""
+    profile, _ = load_profile(run.randomization_source(config), robot)
+    return profile.model_dump(mode="json", exclude_none=True)
 
 
 def _check_output(out: Path) -> None:

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from simrl.deploy.metadata import decode_metadata, task_metadata
+from simrl.deploy.metadata import decode_metadata, randomization_warning, task_metadata
 from simrl.deploy.policy_bench import open_session
 from simrl.errors import SimrlError
 from simrl.robots import Robot
@@ -60,6 +60,11 @@ class PolicyRuntime:
         if self.obs_size != task.observation_size:
             raise SimrlError(f"{self.path}: the graph takes {self.obs_size} observations but its metadata says {task.observation_size}; re-export it")
         return task
+
+    @property
+    def randomization_warning(self) -> str | None:
+        """One line if the policy was (or may have been) trained without domain randomization: it runs, but rarely well on a real arm."""
+        return randomization_warning(self.metadata)
 
     def act(self, obs: np.ndarray) -> np.ndarray:
         """The action (action_size,) for one observation (obs_size,), as float64."""

@@ -13,7 +13,7 @@ one.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -59,6 +59,7 @@ class DeploySummary:
     stale_replies: int
     final_status: list[int]
     log: str
+    warnings: list[str] = field(default_factory=list)  # e.g. a policy trained without domain randomization
 
     @property
     def exit_code(self) -> int:

@@ -69,6 +69,12 @@ class Plan:
     ticks_per_goal: int
     schedule: Schedule | None = None
 
+    @property
+    def warnings(self) -> list[str]:
+        """What the user should know before trusting the run (a policy trained without randomization); an excitation has none."""
+        warning = None if self.policy is None else self.policy.randomization_warning
+        return [] if warning is None else [warning]
+
     def new_log(self) -> DeployLog:
         """An empty log carrying everything that describes this run."""
         obs_size, action_size = (self.task.observation_size, self.task.action_size) if self.task is not None else (0, 0)
@@ -210,4 +216,5 @@ def summarize_run(plan: Plan, log: DeployLog, path: Path, outcome: BridgeOutcome
         final_distances_mm=distances,
         final_status=outcome.final_status if outcome else [],
         log=str(path),
+        warnings=plan.warnings,
     )
