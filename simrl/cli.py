@@ -325,7 +325,7 @@ def export_command(
         f"every {meta['control_dt'] * 1000:g} ms",
         f"joints: {', '.join(meta['arm_joints'])}",
         f"observation: {layout}",
-        f"trained {'?' if meta['env_steps'] is None else format(meta['env_steps'], ',')} env steps, randomization {meta['randomization']}, "
+        f"trained {'?' if meta['env_steps'] is None else format(meta['env_steps'], ',')} env steps, randomization {meta['randomization']['name']}, "
         f"config sha256 {meta['config_sha256'][:12]}",
     ]
     stdout.print("\n".join(lines), highlight=False, markup=False)

@@ -218,8 +218,8 @@ def test_deploy_imports_neither_jax_nor_torch(tmp_path: Path, openarm: Robot) ->
 @pytest.mark.parametrize(
     ("randomization", "warned"),
     [
-        ({"randomization": "none", "randomization_profile": {"description": "no randomization"}}, True),
-        ({"randomization": "default", "randomization_profile": {"joint_damping": {"distribution": "uniform", "low": 0.5, "high": 2.0}}}, False),
+        ({"randomization": {"name": "none", "content": {"description": "no randomization"}}}, True),
+        ({"randomization": {"name": "default", "content": {"joint_damping": {"distribution": "uniform", "low": 0.5, "high": 2.0}}}}, False),
     ],
 )
 def test_deploy_warns_once_about_a_policy_trained_without_randomization(tmp_path: Path, openarm: Robot, randomization: dict, warned: bool) -> None:

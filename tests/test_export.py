@@ -15,7 +15,7 @@ import yaml
 
 import simrl
 from simrl.deploy.export import OPSET, export_policy, policy_to_onnx, read_metadata
-from simrl.deploy.metadata import decode_metadata, encode_metadata, randomization_warning, training_profile
+from simrl.deploy.metadata import decode_metadata, randomization_warning, training_profile
 from simrl.deploy.policy_bench import bench_policy
 from simrl.errors import SimrlError
 from simrl.randomization.profile import resolve_profile
@@ -30,8 +30,7 @@ from tests.tiny_run import tiny_train_args, write_tiny_recipe
 
 METADATA_KEYS = {
     "simrl_version", "robot", "task", "algo", "action_space", "action_scale", "control_dt", "arm_joints", "observation_layout",
-    "obs_size", "action_size", "hidden_sizes", "activation", "squash", "obs_clip", "randomization", "randomization_profile", "env_steps",
-    "config_sha256",
+    "obs_size", "action_size", "hidden_sizes", "activation", "squash", "obs_clip", "randomization", "env_steps", "config_sha256",
 }  # fmt: skip
 
 # A profile as a system identification would write it: per-joint entries of one kind.
@@ -139,8 +138,9 @@ def test_metadata_describes_the_robot_the_task_and_where_the_policy_came_from(ru
     assert meta["action_space"] == "joint_delta" and meta["action_scale"] == robot.config.action_scale.joint_delta
     assert meta["control_dt"] == robot.config.control_dt
     assert (meta["activation"], meta["squash"], meta["hidden_sizes"], meta["obs_clip"]) == (policy.activation, "clip", [16], OBS_CLIP)
-    assert meta["randomization"] == "none" and meta["env_steps"] == trained["env_steps"] > 0
-    assert meta["randomization_profile"] == yaml.safe_load((run / "randomization.yaml").read_text()) == {"description": meta["randomization_profile"]["description"]}
+    assert meta["randomization"]["name"] == "none" and meta["env_steps"] == trained["env_steps"] > 0
+    content = meta["randomization"]["content"]
+    assert content == yaml.safe_load((run / "randomization.yaml").read_text()) == {"description": content["description"]}
     assert meta["config_sha256"] == hashlib.sha256((run / "config.yaml").read_bytes()).hexdigest()
     assert meta["simrl_version"] == simrl.__version__
     assert printed["metadata"] == meta and printed["path"] == str(path) and printed["file_bytes"] == path.stat().st_size
@@ -194,9 +194,10 @@ def test_the_policy_carries_the_profile_it_trained_with_and_it_resolves_again(sy
     out = tmp_path / "openarm.onnx"
     export_policy(run, out)
     meta = read_metadata(out)
-    assert meta["randomization"] == str(profile)
-    assert meta["randomization_profile"] == yaml.safe_load((run / "randomization.yaml").read_text())
-    assert [entry["joints"] for entry in meta["randomization_profile"]["joint_damping"]] == [["joint1", "joint2"], "re:joint[5-7]"]
+    assert meta["randomization"]["name"] == str(profile)
+    content = meta["randomization"]["content"]
+    assert content == yaml.safe_load((run / "randomization.yaml").read_text())
+    assert [entry["joints"] for entry in content["joint_damping"]] == [["joint1", "joint2"], "re:joint[5-7]"]
     carried = training_profile(meta, out)
     assert carried is not None and carried.label == out
     openarm = load_robot("openarm")
@@ -206,40 +207,37 @@ def test_the_policy_carries_the_profile_it_trained_with_and_it_resolves_again(sy
     assert randomization_warning(meta) is None
 
 
-def test_an_older_policy_without_the_profile_still_reads(tmp_path):
-    metadata = {"robot": "so101", "randomization": "default", "obs_size": 23}
+def test_an_older_policy_with_the_profiles_name_alone_still_reads(tmp_path):
     policy = Policy(
         obs_mean=np.zeros(23, np.float32), obs_std=np.ones(23, np.float32),
         layers=[{"w": np.zeros((23, 5), np.float32), "b": np.zeros(5, np.float32)}], activation="tanh", squash="clip",
     )  # fmt: skip
+    model = policy_to_onnx(policy)
+    onnx.helper.set_model_props(model, {"robot": "so101", "randomization": "default", "obs_size": "23"})  # as exports before the content wrote it
     path = tmp_path / "old.onnx"
-    path.write_bytes(policy_to_onnx(policy, metadata).SerializeToString())
+    path.write_bytes(model.SerializeToString())
     meta = read_metadata(path)
-    assert meta == metadata and training_profile(meta, path) is None
+    assert meta == {"robot": "so101", "randomization": {"name": "default"}, "obs_size": 23}
+    assert training_profile(meta, path) is None and randomization_warning(meta) is None
 
 
-NONE_CONTENT = {"description": "no randomization"}
+NONE = {"name": "none", "content": {"description": "no randomization"}}
 
 
 @pytest.mark.parametrize(
-    "metadata, expected",
+    "props, expected",
     [
-        ({"randomization": "none", "randomization_profile": NONE_CONTENT}, "trained without domain randomization (profile 'none')"),
-        ({"randomization": "mine.yaml", "randomization_profile": {"description": "", "physics_variants": 4}}, "its profile 'mine.yaml' randomizes nothing"),
+        ({"randomization": json.dumps(NONE)}, "trained without domain randomization (profile 'none')"),
+        ({"randomization": json.dumps({"name": "mine.yaml", "content": {"description": "", "physics_variants": 4}})}, "its profile 'mine.yaml' randomizes nothing"),
         ({"randomization": "none"}, "trained without domain randomization (profile 'none')"),  # older export: the name alone
         ({"robot": "openarm"}, "metadata does not say whether it was trained with domain randomization"),
-        ({"randomization": "default", "randomization_profile": {"joint_damping": [{"distribution": "fixed", "value": 1.0, "joints": "all"}]}}, None),
+        ({"randomization": json.dumps({"name": "x", "content": {"joint_damping": [{"distribution": "fixed", "value": 1.0, "joints": "all"}]}})}, None),
         ({"randomization": "default"}, None),  # older export: the name says it was randomized
     ],
 )
-def test_the_randomization_warning_says_why(metadata, expected):
-    warning = randomization_warning(encode_and_decode(metadata))
+def test_the_randomization_warning_says_why(props, expected):
+    warning = randomization_warning(decode_metadata(props))  # the metadata as the robot side reads it from the ONNX properties
     if expected is None:
         assert warning is None
     else:
         assert warning is not None and expected in warning and "train with --randomization default" in warning and "\n" not in warning
-
-
-def encode_and_decode(metadata: dict) -> dict:
-    """``metadata`` as the robot side reads it back from the ONNX string properties."""
-    return decode_metadata(encode_metadata(metadata))

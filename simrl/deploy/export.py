@@ -164,8 +164,7 @@ def run_metadata(run: RunDir, config: TrainConfig, policy: Policy, trained: Mapp
         "activation": policy.activation,
         "squash": policy.squash,
         "obs_clip": OBS_CLIP,
-        "randomization": config.randomization,
-        "randomization_profile": trained_profile(run, config, robot.name),
+        "randomization": {"name": config.randomization, "content": trained_profile(run, config, robot.name)},
         "env_steps": trained.get("env_steps"),
         "config_sha256": hashlib.sha256(run.config_file.read_bytes()).hexdigest(),
     }

@@ -4,12 +4,13 @@
 robot-side bridge only reads it, so the codec lives here, where importing it
 pulls in neither ``simrl.train`` nor JAX.
 
-Besides the name the run was given (``randomization``: ``none``, ``default``, a
-path), the metadata carries the profile itself as trained
-(``randomization_profile``: the run dir's copy, robot overrides merged in, as a
-mapping in the schema of ``randomization/*.yaml``), so a replay or a gap check
-can resolve the ranges the policy saw and deploy can tell a policy trained
-without randomization, which rarely survives a real arm.
+``randomization`` is ``{"name": ..., "content": ...}``: the name the run was
+given (``none``, ``default``, a path) and the profile itself as trained (the run
+dir's copy, robot overrides merged in, a mapping in the schema of
+``randomization/*.yaml``), so a replay or ``simrl gap`` can resolve the ranges
+the policy saw and deploy can tell a policy trained without randomization, which
+rarely survives a real arm. Policies exported before the content was recorded
+hold the name alone as plain text; they decode to ``{"name": ...}``.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from simrl.tasks.reach import ReachTask
 JSON_KEYS = frozenset(
     {
         "action_scale", "control_dt", "arm_joints", "observation_layout", "obs_size", "action_size", "hidden_sizes", "obs_clip", "env_steps",
-        "randomization_profile",
+        "randomization",
     }
 )  # fmt: skip
 
@@ -61,9 +62,15 @@ def encode_metadata(metadata: Mapping[str, Any]) -> dict[str, str]:
 def decode_metadata(props: Mapping[str, str]) -> dict[str, Any]:
     """The inverse of ``encode_metadata`` (onnxruntime's ``custom_metadata_map`` or the model's properties)."""
     try:
-        return {key: json.loads(value) if key in JSON_KEYS else value for key, value in props.items()}
+        return {key: _decode(key, value) for key, value in props.items()}
     except json.JSONDecodeError as exc:
         raise SimrlError(f"policy metadata is not what `simrl export` writes ({exc})") from None
+
+
+def _decode(key: str, value: str) -> Any:
+    if key == "randomization" and not value.startswith("{"):
+        return {"name": value}  # exported before the profile's content was recorded: its name alone, as text
+    return json.loads(value) if key in JSON_KEYS else value
 
 
 def read_metadata(path: Path) -> dict[str, Any]:
@@ -80,12 +87,13 @@ def read_metadata(path: Path) -> dict[str, Any]:
 def training_profile(metadata: Mapping[str, Any], label: Path) -> InlineProfile | None:
     """The randomization profile the policy was trained with, for ``resolve_profile``; None when the
     metadata does not carry it (exported before simrl recorded it). ``label`` names it in errors."""
-    content = metadata.get("randomization_profile")
+    randomization = metadata.get("randomization") or {}
+    content = randomization.get("content")
     if content is None:
         return None
     if not isinstance(content, Mapping):
-        raise SimrlError(f"{label}: policy metadata 'randomization_profile' must be a mapping, got {type(content).__name__}")
-    return InlineProfile(name=str(metadata.get("randomization", "trained")), label=label, data=content)
+        raise SimrlError(f"{label}: policy metadata 'randomization.content' must be a mapping, got {type(content).__name__}")
+    return InlineProfile(name=str(randomization.get("name", "trained")), label=label, data=content)
 
 
 def randomization_warning(metadata: Mapping[str, Any]) -> str | None:
@@ -96,8 +104,8 @@ def randomization_warning(metadata: Mapping[str, Any]) -> str | None:
     export). A policy that carries only the name of a profile other than
     ``none`` (exported before the profile itself was recorded) is taken at its name.
     """
-    name = metadata.get("randomization")
-    content = metadata.get("randomization_profile")
+    randomization = metadata.get("randomization") or {}
+    name, content = randomization.get("name"), randomization.get("content")
     if content is None and name is None:
         return f"this policy's metadata does not say whether it was trained with domain randomization (an older or hand-made export); {MEASURED_WITHOUT}"
     if content is None:

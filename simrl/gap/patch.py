@@ -26,7 +26,8 @@ from typing import Any
 import yaml
 
 from simrl.gap.identify import Fit, FittedValue
-from simrl.randomization.profile import load_profile
+from simrl.randomization.profile import resolve_profile
+from simrl.robots import Robot
 
 # Least half-width of a fitted scale's range (share of the value); see the module docstring.
 FLOOR = 0.15
@@ -79,16 +80,20 @@ def _latency_entries(latency: FittedValue, control_dt: float) -> dict[str, Any]:
     }
 
 
-def randomization_patch(fit: Fit, robot: str, arm_joints: list[str], control_dt: float, base: str | Path) -> dict[str, Any]:
-    """The profile: ``base`` with the fitted kinds replaced by per-joint ranges around the fitted values."""
-    profile, path = load_profile(base, robot)
-    document = {name: spec.model_dump(exclude_none=True) for name, spec in profile.parameters().items()}
-    document = {"description": f"centred on the arm identified by simrl gap (base: {path.stem})", **document}
+def randomization_patch(fit: Fit, robot: Robot, base: str | Path) -> dict[str, Any]:
+    """The profile: ``base`` with the fitted kinds replaced by per-joint ranges around the fitted values.
+
+    A joint the fit could not pin down keeps the base entry that covered it (a
+    base may itself be a list of per-joint entries, e.g. an earlier patch).
+    """
+    resolved = resolve_profile(base, robot)
+    dumped = resolved.profile.model_dump(mode="json", exclude_none=True)
+    document = {"description": f"centred on the arm identified by simrl gap (base: {resolved.name})"}
+    document.update({name: dumped[name] for name in resolved.profile.parameters()})
     for quantity, kind in KIND_OF.items():
-        base_spec = document.get(kind)
         entries: list[dict[str, Any]] = []
         kept: list[str] = []
-        for joint in arm_joints:
+        for joint in robot.config.arm_joints:
             value = fit.value(joint, quantity)
             if value is not None and value.identifiable:
                 low, high = _scale_range(value)
@@ -97,12 +102,13 @@ def randomization_patch(fit: Fit, robot: str, arm_joints: list[str], control_dt:
                 kept.append(joint)
         if not entries:
             continue
-        if kept and base_spec is not None:
-            entries.append({**{k: v for k, v in base_spec.items() if k != "joints"}, "joints": kept})
+        for param in resolved.entries(kind):
+            if joints := [j for j in param.names if j in kept]:
+                entries.append({**param.spec.model_dump(mode="json", exclude_none=True, exclude={"joints"}), "joints": joints})
         document[kind] = entries
     latency = fit.value(None, "latency")
     if latency is not None and latency.identifiable:
-        document.update(_latency_entries(latency, control_dt))
+        document.update(_latency_entries(latency, robot.config.control_dt))
     return document
 
 

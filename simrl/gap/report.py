@@ -183,7 +183,7 @@ def write_outputs(result: GapResult, out: Path) -> dict[str, Path]:
         files["fitted.yaml"] = out / "fitted.yaml"
         write_yaml(files["fitted.yaml"], fitted_document(result.fit, result.robot.name, logs), "simrl gap: the identified arm (values in SI units; scale = x the training model)")
         base = base_profile(result)
-        patch = randomization_patch(result.fit, result.robot.name, list(result.robot.config.arm_joints), result.robot.config.control_dt, base)
+        patch = randomization_patch(result.fit, result.robot, base)
         files[PATCH_NAME] = out / PATCH_NAME
         write_yaml(files[PATCH_NAME], patch, f"simrl gap: randomization centred on the identified {result.robot.name} (base profile: {base}).\nTrain with: {next_command(result, out)}")
     files["gap.json"] = out / "gap.json"
