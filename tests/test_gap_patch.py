@@ -19,7 +19,7 @@ joint_damping:
 
 
 def _fit(*values: FittedValue) -> Fit:
-    return Fit(joints=("joint1",), values=list(values), motor_values=None, latency_s=0.0, cost_nominal=1.0, cost_fitted=0.5, iterations=1, evaluations=1)  # type: ignore[arg-type]
+    return Fit(joints=("joint1",), values=list(values), motor_values=None, latency_s=0.0, cost_nominal=1.0, cost_fitted=0.5, iterations=1)  # type: ignore[arg-type]
 
 
 def test_unfitted_joints_keep_the_base_entry_that_covered_them(tmp_path: Path) -> None:

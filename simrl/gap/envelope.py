@@ -10,20 +10,19 @@ covered; a joint far outside it is where the profile needs widening.
 
 from __future__ import annotations
 
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import mujoco
 import numpy as np
-import yaml
 
+from simrl.deploy import metadata
 from simrl.gap import metrics
 from simrl.gap.replay import Replayer
 from simrl.gap.replay_model import MotorValues, ReplayModel
 from simrl.randomization import apply
-from simrl.randomization.profile import resolve_profile
+from simrl.randomization.profile import KINDS, InlineProfile, resolve_profile
 from simrl.robots import Robot
 
 if TYPE_CHECKING:
@@ -34,16 +33,16 @@ TOLERANCE_RAD = 0.002
 _ACTUATOR_FIELDS = ("actuator_gainprm", "actuator_biasprm", "actuator_forcerange")
 
 
-def training_profile(meta: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:
-    """(name, profile mapping) the log's policy trained with; None when the log carries none (or it was ``none``)."""
-    policy = meta.get("policy_metadata") or {}
-    randomization = policy.get("randomization")
-    if not isinstance(randomization, dict) or not isinstance(randomization.get("content"), dict):
+def training_profile(meta: dict[str, Any], label: Path) -> InlineProfile | None:
+    """The profile the log's policy trained with (from its ONNX metadata); None for excitation logs, older
+    exports, and a profile that randomizes nothing (``none``). ``label`` (the log) names it in errors."""
+    policy = meta.get("policy_metadata")
+    if not policy:
         return None
-    content = randomization["content"]
-    if not any(key for key in content if key not in ("description", "robots", "physics_variants")):
+    profile = metadata.training_profile(policy, label)
+    if profile is None or not any(profile.data.get(kind) for kind in KINDS):
         return None
-    return str(randomization.get("name", "training")), content
+    return profile
 
 
 @dataclass
@@ -67,16 +66,12 @@ class Envelope:
             joint.inside_envelope = float(share)
 
 
-def training_envelope(robot: Robot, replay: ReplayModel, meta: dict[str, Any], worlds: int, seed: int = 0) -> Envelope | None:
-    """``worlds`` replay models drawn from the log's training profile, or None when the log has none."""
-    found = training_profile(meta)
+def training_envelope(robot: Robot, replay: ReplayModel, meta: dict[str, Any], label: Path, worlds: int, seed: int = 0) -> Envelope | None:
+    """``worlds`` replay models drawn from the log's training profile (``label``: the log, for errors), or None when it has none."""
+    found = training_profile(meta, label)
     if found is None or worlds <= 0:
         return None
-    name, content = found
-    with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / f"{name}.yaml"
-        path.write_text(yaml.safe_dump(content))
-        profile = resolve_profile(path, robot)
+    profile = resolve_profile(found, robot)
     nominal = apply.nominal_fields(robot, profile.model_fields)
     source = apply.GeneratorSource(np.random.default_rng(seed))
     model_fields, values = apply.sample_episode(np, source, profile.parameters, nominal, apply.ModelIndex.for_robot(robot), worlds)
@@ -85,7 +80,7 @@ def training_envelope(robot: Robot, replay: ReplayModel, meta: dict[str, Any], w
         if kind in values:
             periods = periods + np.asarray(values[kind], dtype=float)
     models = [_world(robot, replay, {f: v[w] for f, v in model_fields.items()}) for w in range(worlds)]
-    return Envelope(profile=name, models=models, latencies=list(periods * robot.config.control_dt))
+    return Envelope(profile=found.name, models=models, latencies=list(periods * robot.config.control_dt))
 
 
 def _world(robot: Robot, replay: ReplayModel, drawn: dict[str, np.ndarray]) -> mujoco.MjModel:

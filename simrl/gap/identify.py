@@ -43,12 +43,14 @@ LATENCY_BOUNDS_MS = (0.0, 100.0)
 # A motor whose commanded MIT torque reaches this share of its rated limit tells how strong it is.
 SATURATION_SHARE = 0.9
 # A fitted value whose 95 % interval half-width exceeds this share of it is not identified by the data.
-IDENTIFIABLE_SHARE = 0.25
+IDENTIFIABLE_SHARE = 0.15
 # Finite-difference step of the Gauss-Newton Jacobian (on scales ~1 and milliseconds).
 FD_STEP = 1e-4
 # Stop when a step changes no parameter by more than this share (scales ~1: 0.01 % is far below any interval).
 STEP_TOLERANCE = 1e-4
 QUANTITIES = ("damping", "frictionloss", "armature", "kp", "kv")
+# Where each quantity lives in ``MotorValues``.
+_FIELD_OF = {"damping": "damping", "frictionloss": "frictionloss", "armature": "armature", "kp": "kp_scale", "kv": "kv_scale", "torque_limit": "torque_limit"}
 # mujoco.minimize's settings; its per-iteration lines go to a buffer, not the user's terminal.
 _SOLVER = {"eps": FD_STEP, "xtol": STEP_TOLERANCE}
 
@@ -87,8 +89,8 @@ class Fit:
     cost_nominal: float
     cost_fitted: float
     iterations: int
-    evaluations: int
     not_fitted: dict[str, str] = field(default_factory=dict)  # "joint.quantity" -> why
+    block_latencies: dict[str, FittedValue] = field(default_factory=dict)  # each block's own latency fit, by its joints
 
     def value(self, joint: str | None, quantity: str) -> FittedValue | None:
         return next((v for v in self.values if v.joint == joint and v.quantity == quantity), None)
@@ -175,20 +177,36 @@ def residual_builder(
     return residual
 
 
-def identify(
-    replayers: Sequence[Replayer],
-    joints: Sequence[str],
-    latency_seed_s: float,
-    max_iters: int = 30,
-    latency_starts_ms: Sequence[float] = (-20.0, -10.0, 0.0, 10.0),
-    progress: Callable[[str], None] = lambda _: None,
-) -> Fit:
-    """Fit the dynamics of ``joints`` and the latency to every log in ``replayers`` (see the module docstring)."""
-    replay = replayers[0].replay
-    saturating = saturating_motors(replayers)
-    seed_ms = float(np.clip(latency_seed_s * 1000.0, *LATENCY_BOUNDS_MS))
-    params, layout, skipped = _parameters(replay, joints, saturating, seed_ms)
-    residual = residual_builder(replayers, layout, joints)
+@dataclass(frozen=True)
+class Block:
+    """Joints fitted together, from the stretches of the logs where they were the ones excited.
+
+    An excitation moves one group of joints at a time while the others hold;
+    fitting each group on its own stretch costs a fraction of one fit of every
+    joint on the whole log (each finite-difference column replays only that
+    stretch) and keeps a held joint's coupling error out of a moving joint's
+    values. A policy log, where every joint moves at once, is one block.
+    """
+
+    joints: tuple[str, ...]
+    replayers: tuple[Replayer, ...]
+
+
+@dataclass(frozen=True)
+class _BlockFit:
+    values: list[FittedValue]  # the block's joints' values, then its latency
+    motor_values: MotorValues
+    entries: tuple[tuple[int, str], ...]
+    cost_nominal: float
+    cost_fitted: float
+    iterations: int
+    skipped: dict[str, str]
+
+
+def _fit_block(block: Block, seed_ms: float, max_iters: int, starts_ms: Sequence[float], progress: Callable[[str], None]) -> _BlockFit:
+    replay = block.replayers[0].replay
+    params, layout, skipped = _parameters(replay, block.joints, saturating_motors(block.replayers), seed_ms)
+    residual = residual_builder(block.replayers, layout, block.joints)
 
     def sysid_residual(x: np.ndarray, _params: sysid.ParameterDict) -> tuple[list[np.ndarray], None, None]:
         return [residual(x)], None, None
@@ -196,34 +214,83 @@ def identify(
     x_nominal = params.as_vector()
     x_nominal[-1] = 0.0
     cost_nominal = 0.5 * float(np.sum(residual(x_nominal) ** 2))
-    evaluations = 1
     # A few short starts around the seed: the latency's cost has a minimum every command period, and the
     # seed (real against nominal motion) reads high by the servo lag the nominal model lacks, so most starts lie below it.
     starts = []
-    for offset in latency_starts_ms:
+    for offset in starts_ms:
         start = params.copy()
         start["latency_ms"].value[:] = np.clip(seed_ms + offset, LATENCY_BOUNDS_MS[0] + 1.0, LATENCY_BOUNDS_MS[1] - 1.0)
-        found, result = sysid.optimize(start, sysid_residual, optimizer="mujoco", verbose=False, max_iters=2, output=io.StringIO(), **_SOLVER)
-        cost = 0.5 * float(np.sum(residual(found.as_vector()) ** 2))
-        starts.append((cost, found))
-        progress(f"latency start {seed_ms + offset:.1f} ms -> {float(found['latency_ms'].value[0]):.1f} ms, cost {cost:.4g}")
-    _, best = min(starts, key=lambda pair: pair[0])
+        found, _ = sysid.optimize(start, sysid_residual, optimizer="mujoco", verbose=False, max_iters=2, output=io.StringIO(), **_SOLVER)
+        starts.append((0.5 * float(np.sum(residual(found.as_vector()) ** 2)), found))
+    cost, best = min(starts, key=lambda pair: pair[0])
+    progress(f"{', '.join(block.joints)}: latency {float(best['latency_ms'].value[0]):.1f} ms from {len(starts)} starts, fitting")
     fitted, result = sysid.optimize(best, sysid_residual, optimizer="mujoco", verbose=False, max_iters=max_iters, output=io.StringIO(), **_SOLVER)
     x = fitted.as_vector()
     r = residual(x)
     jacobian = np.asarray(result.jac) if result.jac is not None else None
     _, intervals = sysid.calculate_intervals([r], jacobian)
-    values = _fitted_values(replay, layout, x, intervals)
-    return Fit(
-        joints=tuple(joints),
-        values=values,
+    return _BlockFit(
+        values=_fitted_values(replay, layout, x, intervals),
         motor_values=layout.values(MotorValues.nominal(replay), x[:-1]),
-        latency_s=float(x[-1]) / 1000.0,
+        entries=layout.entries,
         cost_nominal=cost_nominal,
         cost_fitted=0.5 * float(np.sum(r**2)),
         iterations=len(result.get("extras", {}).get("objective", [])),
-        evaluations=evaluations,
+        skipped=skipped,
+    )
+
+
+def combined_latency(latencies: Sequence[FittedValue]) -> FittedValue:
+    """One latency for the arm from each block's: the inverse-variance mean of the identified ones (the median if none is)."""
+    known = [v for v in latencies if v.identifiable and np.isfinite(v.interval) and v.interval > 0]
+    if known:
+        weights = np.array([1.0 / v.interval**2 for v in known])
+        value = float(np.sum(weights * [v.value for v in known]) / weights.sum())
+        interval = float(1.0 / np.sqrt(weights.sum()))
+    else:
+        value, interval = float(np.median([v.value for v in latencies])), float("inf")
+    identifiable, reason = _identified(max(value * 1000.0, 1.0), interval * 1000.0)
+    return FittedValue("latency", None, "latency", value, value, 0.0, interval, "s", identifiable, reason)
+
+
+def identify(
+    blocks: Sequence[Block],
+    latency_seed_s: float,
+    max_iters: int = 30,
+    latency_starts_ms: Sequence[float] = (-20.0, -10.0, 0.0, 10.0),
+    progress: Callable[[str], None] = lambda _: None,
+) -> Fit:
+    """Fit each block's dynamics jointly with the latency (see the module docstring), then merge the blocks."""
+    replay = blocks[0].replayers[0].replay
+    seed_ms = float(np.clip(latency_seed_s * 1000.0, *LATENCY_BOUNDS_MS))
+    merged = MotorValues.nominal(replay)
+    values: list[FittedValue] = []
+    block_latencies: dict[str, FittedValue] = {}
+    skipped: dict[str, str] = {}
+    cost_nominal = cost_fitted = 0.0
+    iterations = 0
+    for block in blocks:
+        part = _fit_block(block, seed_ms, max_iters, latency_starts_ms, progress)
+        values += [v for v in part.values if v.joint is not None]
+        block_latencies[", ".join(block.joints)] = part.values[-1]
+        for motor, quantity in part.entries:
+            field_name = _FIELD_OF[quantity]
+            getattr(merged, field_name)[motor] = getattr(part.motor_values, field_name)[motor]
+        skipped.update(part.skipped)
+        cost_nominal += part.cost_nominal
+        cost_fitted += part.cost_fitted
+        iterations += part.iterations
+    latency = combined_latency(list(block_latencies.values()))
+    return Fit(
+        joints=tuple(j for block in blocks for j in block.joints),
+        values=values + [latency],
+        motor_values=merged,
+        latency_s=latency.value,
+        cost_nominal=cost_nominal,
+        cost_fitted=cost_fitted,
+        iterations=iterations,
         not_fitted=skipped,
+        block_latencies=block_latencies,
     )
 
 

@@ -26,7 +26,7 @@ from typing import Any
 import yaml
 
 from simrl.gap.identify import Fit, FittedValue
-from simrl.randomization.profile import resolve_profile
+from simrl.randomization.profile import ProfileSource, resolve_profile
 from simrl.robots import Robot
 
 # Least half-width of a fitted scale's range (share of the value); see the module docstring.
@@ -80,7 +80,7 @@ def _latency_entries(latency: FittedValue, control_dt: float) -> dict[str, Any]:
     }
 
 
-def randomization_patch(fit: Fit, robot: Robot, base: str | Path) -> dict[str, Any]:
+def randomization_patch(fit: Fit, robot: Robot, base: ProfileSource) -> dict[str, Any]:
     """The profile: ``base`` with the fitted kinds replaced by per-joint ranges around the fitted values.
 
     A joint the fit could not pin down keeps the base entry that covered it (a

@@ -17,9 +17,10 @@ import numpy as np
 from simrl.errors import SimrlError
 from simrl.gap import metrics
 from simrl.gap.envelope import Envelope, training_envelope
-from simrl.gap.identify import Fit, identify
+from simrl.deploy.log import PHASE_EXCITE
+from simrl.gap.identify import Block, Fit, identify
 from simrl.gap.recording import Recording, read_meta, read_recording
-from simrl.gap.replay import Replayer
+from simrl.gap.replay import MAX_LATENCY_S, Replayer
 from simrl.gap.replay_model import MotorValues, ReplayModel, build_replay_model
 from simrl.robots import Robot, load_robot
 
@@ -147,6 +148,40 @@ def _add_fitted(gap: LogGap, fitted: np.ndarray) -> None:
         joint.step_fitted = metrics.step_response(gap.command[:, i], fitted[:, i], gap.times)
 
 
+def excitation_groups(rec: Recording) -> dict[tuple[str, ...], np.ndarray]:
+    """Rows of an excitation log by the group of joints moving in them (from the schedule in its meta); {} for other logs.
+
+    Row k of the excitation phase played schedule tick k; each piece's rows run
+    on by ``MAX_LATENCY_S`` so the response to its last commands stays with it.
+    """
+    description = rec.meta.get("excitation") or {}
+    pieces, groups = description.get("pieces"), description.get("groups")
+    if not pieces or not groups:
+        return {}
+    excite = np.flatnonzero(rec.phase == PHASE_EXCITE)
+    tail = int(np.ceil(MAX_LATENCY_S / rec.period))
+    out: dict[tuple[str, ...], np.ndarray] = {}
+    for piece in pieces:
+        joints = tuple(groups[piece["group"]])
+        first, last = round(piece["start_s"] / rec.period), round(piece["end_s"] / rec.period) + tail
+        rows = excite[first : min(last, len(excite))]
+        mask = out.setdefault(joints, np.zeros(len(rec.phase), bool))
+        mask[rows] = True
+    return out
+
+
+def fit_blocks(replay: ReplayModel, recordings: list[Recording], moving: tuple[str, ...]) -> list[Block]:
+    """One block per excited group when every log is an excitation, else one block of every moving joint on all rows."""
+    grouped = [excitation_groups(rec) for rec in recordings]
+    if not all(grouped):
+        return [Block(moving, tuple(Replayer(replay, rec) for rec in recordings))]
+    joints_of = sorted({joints for groups in grouped for joints in groups}, key=lambda g: moving.index(g[0]) if g[0] in moving else len(moving))
+    return [
+        Block(joints, tuple(Replayer(replay, rec, rows=groups[joints]) for rec, groups in zip(recordings, grouped) if joints in groups))
+        for joints in joints_of
+    ]
+
+
 def latency_seed(gaps: list[LogGap], moving: tuple[str, ...]) -> float:
     """Seconds the real arm trails the nominal replay: the median cross-correlation delay over the moving joints."""
     delays = [j.delay_ticks * g.recording.period for g in gaps for j in g.joints if j.joint in moving and np.isfinite(j.delay_ticks)]
@@ -178,7 +213,7 @@ def run_gap(request: GapRequest, progress: Callable[[str], None] = lambda _: Non
             validation_gap = None
         seconds["replay"] = time.perf_counter() - clock
         clock = time.perf_counter()
-        envelope = training_envelope(robot, replay, recordings[0].meta, request.worlds)
+        envelope = training_envelope(robot, replay, recordings[0].meta, recordings[0].path, request.worlds)
         if envelope is not None:
             progress(f"replaying on {envelope.worlds} worlds of the training profile '{envelope.profile}'")
             for gap, replayer in zip(gaps, replayers):
@@ -195,7 +230,13 @@ def run_gap(request: GapRequest, progress: Callable[[str], None] = lambda _: Non
             notes.append("no training randomization profile in the log's policy metadata: the envelope is not computed")
         if request.fit:
             progress(f"identifying {', '.join(moving)} and the latency (seed {seed * 1000:.1f} ms)")
-            fit = identify(replayers, moving, seed, progress=progress)
+            blocks = fit_blocks(replay, recordings, moving)
+            block_replayers = [r for block in blocks for r in block.replayers]
+            try:
+                fit = identify(blocks, seed, progress=progress)
+            finally:
+                for replayer in block_replayers:
+                    replayer.close()
             fitted_model = replay.with_values(fit.motor_values)
             for gap, replayer in zip(gaps, replayers):
                 _add_fitted(gap, replayer.predict([fitted_model], [fit.latency_s]).position[0])

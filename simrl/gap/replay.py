@@ -56,12 +56,15 @@ class Prediction:
 class Replayer:
     """Replays one recording on candidate models; owns the rollout thread pool."""
 
-    def __init__(self, replay: ReplayModel, recording: Recording, chunk_s: float = CHUNK_S, nthread: int = 2) -> None:
+    def __init__(
+        self, replay: ReplayModel, recording: Recording, rows: np.ndarray | None = None, chunk_s: float = CHUNK_S, nthread: int = 2
+    ) -> None:
+        """``rows``: a mask of the recording's rows to replay (default: every usable one); commands come from all rows."""
         if tuple(recording.joints) != tuple(replay.joints):
             raise ValueError(f"replay model motors {replay.joints} differ from the log's {recording.joints}")
         self.replay, self.recording = replay, recording
         self.dt = float(replay.model.opt.timestep)
-        self.chunks = _chunks(recording, chunk_s, self.dt)
+        self.chunks = _chunks(recording, recording.usable if rows is None else recording.usable & rows, chunk_s, self.dt)
         self.rows = np.concatenate([chunk.rows[1:] for chunk in self.chunks])
         self._steps = max(chunk.steps for chunk in self.chunks)
         self._initial = np.stack(
@@ -140,10 +143,10 @@ def _sample(trajectory: np.ndarray, start: np.ndarray, where: np.ndarray) -> np.
     return full[:, low] + frac * (full[:, low + 1] - full[:, low])
 
 
-def _chunks(recording: Recording, chunk_s: float, dt: float) -> list[Chunk]:
-    """Consecutive usable rows from ``MAX_LATENCY_S`` after the first command on, cut where a row is unusable and every ``chunk_s`` seconds."""
+def _chunks(recording: Recording, rows: np.ndarray, chunk_s: float, dt: float) -> list[Chunk]:
+    """Consecutive ``rows`` from ``MAX_LATENCY_S`` after the first command on, cut at a gap and every ``chunk_s`` seconds."""
     first_command = np.nanmin(recording.command_time)
-    usable = np.flatnonzero(recording.usable & (recording.read_time >= first_command + MAX_LATENCY_S))
+    usable = np.flatnonzero(rows & (recording.read_time >= first_command + MAX_LATENCY_S))
     breaks = np.flatnonzero(np.diff(usable) > 1) + 1
     chunks: list[Chunk] = []
     for run in np.split(usable, breaks):

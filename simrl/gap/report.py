@@ -16,7 +16,7 @@ import numpy as np
 
 from simrl.gap.patch import fitted_document, randomization_patch, write_yaml
 from simrl.gap.pipeline import GapResult, LogGap
-from simrl.randomization.profile import available_profiles
+from simrl.randomization.profile import InlineProfile
 
 PATCH_NAME = "randomization_patch.yaml"
 
@@ -29,12 +29,13 @@ def _percent(value: float | None) -> str:
     return "-" if value is None else f"{value * 100:.0f} %"
 
 
-def base_profile(result: GapResult) -> str:
-    """The profile the patch starts from: the policy's training profile when shipped here by name, else ``default``."""
+def base_profile(result: GapResult) -> InlineProfile | str:
+    """The profile the patch starts from: the one the policy trained with (an earlier patch too), else (an excitation log) ``default``."""
     from simrl.gap.envelope import training_profile
 
-    found = training_profile(result.logs[0].recording.meta)
-    return found[0] if found is not None and found[0] in available_profiles() else "default"
+    recording = result.logs[0].recording
+    found = training_profile(recording.meta, recording.path)
+    return found if found is not None else "default"
 
 
 def next_command(result: GapResult, out: Path) -> str:
@@ -185,7 +186,7 @@ def write_outputs(result: GapResult, out: Path) -> dict[str, Path]:
         base = base_profile(result)
         patch = randomization_patch(result.fit, result.robot, base)
         files[PATCH_NAME] = out / PATCH_NAME
-        write_yaml(files[PATCH_NAME], patch, f"simrl gap: randomization centred on the identified {result.robot.name} (base profile: {base}).\nTrain with: {next_command(result, out)}")
+        write_yaml(files[PATCH_NAME], patch, f"simrl gap: randomization centred on the identified {result.robot.name} (base profile: {base if isinstance(base, str) else base.name}).\nTrain with: {next_command(result, out)}")
     files["gap.json"] = out / "gap.json"
     files["gap.json"].write_text(json.dumps(summary(result, out), indent=2) + "\n")
     return files
