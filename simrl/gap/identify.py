@@ -6,15 +6,22 @@ limit where the logs drive a motor near it; plus one command latency for the
 arm. All are scales of the training model's values (1 = as trained) except the
 latency, in milliseconds, so the problem is well scaled.
 
-They are fitted *together* by ``mujoco.sysid.optimize`` (box-constrained
-Gauss-Newton; each finite-difference column is one candidate model, and all
-candidates' chunks are stepped in one threaded rollout). Fitted alone on the
-nominal model, the latency would absorb the servo's own lag (a weaker kp or
-more damping lag the joint too) and read far too high; fitted jointly, the
-dynamics take their share. The latency is a continuous parameter inside the fit
-(``replay.py`` blends a command switch into the physics step it falls in); its
-starting point comes from a cross-correlation of real against nominal motion,
-and a few starts around it guard against the next period's local minimum.
+Fitted alone on the nominal model, the latency would absorb the servo's own
+lag (a weaker kp or more damping lag the joint too) and read far too high; so
+it is fitted jointly with the dynamics, in two stages, both through
+``mujoco.sysid.optimize`` (box-constrained Gauss-Newton; each finite-difference
+column is one candidate model, and all candidates' chunks are stepped in one
+threaded rollout):
+
+1. the latency's profile: on a grid around the cross-correlation estimate
+   (real against nominal motion), the dynamics of every block are fitted at
+   each latency (warm from the previous one) and the costs summed. The cost has
+   a local minimum every command period; a search that looks at every point is
+   not misled by them, where a gradient started at the wrong one was;
+2. from the profile's best point, every value and the latency together on all
+   the data; the latency is continuous there (``replay.py`` blends a command
+   switch into the physics step it falls in), and its interval comes with the
+   others.
 
 Confidence intervals come from ``mujoco.sysid.calculate_intervals`` (JᵀJ at the
 optimum, residual variance as noise). A parameter the data cannot pin down (an
@@ -29,6 +36,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 import numpy as np
+import scipy.special
 from mujoco import sysid
 
 from simrl.gap.replay import Replayer
@@ -37,7 +45,7 @@ from simrl.gap.replay_model import MotorValues, ReplayModel
 # Weight of a velocity error against a position error: 1 rad/s counts like 20 mrad.
 VELOCITY_WEIGHT = 0.02
 # Box bounds of the scale parameters (x the training model's value).
-SCALE_BOUNDS = {"damping": (0.05, 20.0), "frictionloss": (0.0, 20.0), "armature": (0.05, 20.0), "kp": (0.2, 3.0), "kv": (0.05, 10.0)}
+SCALE_BOUNDS = {"damping": (0.05, 20.0), "frictionloss": (0.01, 20.0), "armature": (0.3, 5.0), "kp": (0.2, 3.0), "kv": (0.05, 10.0)}
 TORQUE_BOUNDS = (0.2, 1.5)
 LATENCY_BOUNDS_MS = (0.0, 100.0)
 # A motor whose commanded MIT torque reaches this share of its rated limit tells how strong it is.
@@ -49,10 +57,17 @@ FD_STEP = 1e-4
 # Stop when a step changes no parameter by more than this share (scales ~1: 0.01 % is far below any interval).
 STEP_TOLERANCE = 1e-4
 QUANTITIES = ("damping", "frictionloss", "armature", "kp", "kv")
-# Where each quantity lives in ``MotorValues``.
-_FIELD_OF = {"damping": "damping", "frictionloss": "frictionloss", "armature": "armature", "kp": "kp_scale", "kv": "kv_scale", "torque_limit": "torque_limit"}
-# mujoco.minimize's settings; its per-iteration lines go to a buffer, not the user's terminal.
+# mujoco.minimize's settings.
 _SOLVER = {"eps": FD_STEP, "xtol": STEP_TOLERANCE}
+# The latency profile: a grid (ms) around the cross-correlation seed, and Gauss-Newton steps of the dynamics at each point.
+# 7.5 ms is three physics steps, well under the 20 ms between the cost's local minima.
+GRID_STEP_MS, GRID_BELOW_MS, GRID_ABOVE_MS = 7.5, 30.0, 0.0
+PROFILE_ITERS = 3
+COUPLING_ROUNDS = 2
+FINE_STEP_MS = 2.5  # the openarm's physics step: the grid the emulated (and a real) motor applies commands on
+# Weight of the prior's rows, PRIOR_WEIGHT * log(scale): with ~1 mrad of noise per reading this says "within about
+# 10 % of the training model" (log-scale std 0.1): a few seconds of excitation pin a seen value far tighter than that.
+PRIOR_WEIGHT = 1e-2
 
 
 @dataclass(frozen=True)
@@ -90,7 +105,7 @@ class Fit:
     cost_fitted: float
     iterations: int
     not_fitted: dict[str, str] = field(default_factory=dict)  # "joint.quantity" -> why
-    block_latencies: dict[str, FittedValue] = field(default_factory=dict)  # each block's own latency fit, by its joints
+    latency_profile: dict[float, float] = field(default_factory=dict)  # latency (s) -> cost with the dynamics fitted at it
 
     def value(self, joint: str | None, quantity: str) -> FittedValue | None:
         return next((v for v in self.values if v.joint == joint and v.quantity == quantity), None)
@@ -129,7 +144,8 @@ def saturating_motors(replayers: Sequence[Replayer]) -> np.ndarray:
     return peak >= SATURATION_SHARE * replay.rated_torque
 
 
-def _parameters(replay: ReplayModel, joints: Sequence[str], saturating: np.ndarray, latency_ms: float) -> tuple[sysid.ParameterDict, _Layout, dict[str, str]]:
+def _parameters(replay: ReplayModel, joints: Sequence[str], saturating: np.ndarray) -> tuple[sysid.ParameterDict, _Layout, dict[str, str]]:
+    """The dynamics parameters of ``joints`` (scales, all starting at 1) and what is left out, and why."""
     params = sysid.ParameterDict()
     entries: list[tuple[int, str]] = []
     skipped: dict[str, str] = {}
@@ -149,32 +165,52 @@ def _parameters(replay: ReplayModel, joints: Sequence[str], saturating: np.ndarr
             entries.append((motor, "torque_limit"))
         else:
             skipped[f"{joint}.torque_limit"] = f"the logs never ask for {SATURATION_SHARE:.0%} of the rated torque"
-    params.add(sysid.Parameter("latency_ms", nominal=latency_ms, min_value=LATENCY_BOUNDS_MS[0], max_value=LATENCY_BOUNDS_MS[1]))
     return params, _Layout(tuple(entries)), skipped
 
 
 def residual_builder(
-    replayers: Sequence[Replayer], layout: _Layout, joints: Sequence[str]
+    pieces: Sequence[tuple[Replayer, Sequence[str]]], layout: _Layout, latency_ms: float, held: MotorValues | None = None
 ) -> Callable[[np.ndarray], np.ndarray]:
-    """``x (n,) or (n, k) -> residuals (m,) or (m, k)``: position and weighted velocity errors of every log, every fitted joint."""
-    replay = replayers[0].replay
+    """``x (n,) or (n, k) -> residuals (m,) or (m, k)`` at a latency: each replayer's position and weighted
+    velocity errors on its joints, then the prior's rows (``PRIOR_WEIGHT * log(scale)``).
+
+    The prior is what keeps a direction the data cannot see (on a wrist joint,
+    armature, gains, damping and friction scaled together move it the same)
+    at the training model instead of wandering to a bound; it is far too weak
+    to move anything the data do see. ``held`` gives the joints ``layout``
+    does not fit their values (default: the training model's).
+    """
+    replay = pieces[0][0].replay
     nominal = MotorValues.nominal(replay)
-    motors = np.array([replay.joints.index(j) for j in joints])
-    measured = [r.measured() for r in replayers]
+    if held is not None:
+        nominal = held.with_motors(nominal, [motor for motor, _ in layout.entries])
+    motors = [np.array([replay.joints.index(j) for j in joints]) for _, joints in pieces]
+    measured = [r.measured() for r, _ in pieces]
 
     def residual(x: np.ndarray) -> np.ndarray:
         columns = x.reshape(x.shape[0], -1)
-        models = [replay.with_values(layout.values(nominal, column[:-1])) for column in columns.T]
-        latencies = [float(column[-1]) / 1000.0 for column in columns.T]
+        models = [replay.with_values(layout.values(nominal, column)) for column in columns.T]
         parts = []
-        for r, (q, dq) in zip(replayers, measured):
-            p = r.predict(models, latencies)
-            parts.append((p.position[..., motors] - q[None, :, motors]).reshape(len(models), -1))
-            parts.append(VELOCITY_WEIGHT * (p.velocity[..., motors] - dq[None, :, motors]).reshape(len(models), -1))
+        for (r, _), m, (q, dq) in zip(pieces, motors, measured):
+            p = r.predict(models, [latency_ms / 1000.0] * len(models))
+            parts.append((p.position[..., m] - q[None, :, m]).reshape(len(models), -1))
+            parts.append(VELOCITY_WEIGHT * (p.velocity[..., m] - dq[None, :, m]).reshape(len(models), -1))
+        parts.append(PRIOR_WEIGHT * np.log(np.maximum(columns.T, 1e-12)))
         out = np.concatenate(parts, axis=1).T
         return out[:, 0] if x.ndim == 1 else out
 
     return residual
+
+
+def _solve(params: sysid.ParameterDict, residual: Callable[[np.ndarray], np.ndarray], max_iters: int) -> tuple[sysid.ParameterDict, Any]:
+    """``mujoco.sysid.optimize`` (mujoco's Gauss-Newton) on ``residual``; its per-iteration lines go to a buffer."""
+    return sysid.optimize(
+        params, lambda x, _p: ([residual(x)], None, None), optimizer="mujoco", verbose=False, max_iters=max_iters, output=io.StringIO(), **_SOLVER
+    )
+
+
+def _cost(residual: Callable[[np.ndarray], np.ndarray], x: np.ndarray) -> float:
+    return 0.5 * float(np.sum(residual(x) ** 2))
 
 
 @dataclass(frozen=True)
@@ -192,112 +228,147 @@ class Block:
     replayers: tuple[Replayer, ...]
 
 
-@dataclass(frozen=True)
+@dataclass
 class _BlockFit:
-    values: list[FittedValue]  # the block's joints' values, then its latency
-    motor_values: MotorValues
-    entries: tuple[tuple[int, str], ...]
-    cost_nominal: float
-    cost_fitted: float
-    iterations: int
-    skipped: dict[str, str]
+    """One block's dynamics fitted at one latency."""
+
+    params: sysid.ParameterDict
+    cost: float
+    residual: np.ndarray
+    result: Any
 
 
-def _fit_block(block: Block, seed_ms: float, max_iters: int, starts_ms: Sequence[float], progress: Callable[[str], None]) -> _BlockFit:
-    replay = block.replayers[0].replay
-    params, layout, skipped = _parameters(replay, block.joints, saturating_motors(block.replayers), seed_ms)
-    residual = residual_builder(block.replayers, layout, block.joints)
-
-    def sysid_residual(x: np.ndarray, _params: sysid.ParameterDict) -> tuple[list[np.ndarray], None, None]:
-        return [residual(x)], None, None
-
-    x_nominal = params.as_vector()
-    x_nominal[-1] = 0.0
-    cost_nominal = 0.5 * float(np.sum(residual(x_nominal) ** 2))
-    # A few short starts around the seed: the latency's cost has a minimum every command period, and the
-    # seed (real against nominal motion) reads high by the servo lag the nominal model lacks, so most starts lie below it.
-    starts = []
-    for offset in starts_ms:
-        start = params.copy()
-        start["latency_ms"].value[:] = np.clip(seed_ms + offset, LATENCY_BOUNDS_MS[0] + 1.0, LATENCY_BOUNDS_MS[1] - 1.0)
-        found, _ = sysid.optimize(start, sysid_residual, optimizer="mujoco", verbose=False, max_iters=2, output=io.StringIO(), **_SOLVER)
-        starts.append((0.5 * float(np.sum(residual(found.as_vector()) ** 2)), found))
-    cost, best = min(starts, key=lambda pair: pair[0])
-    progress(f"{', '.join(block.joints)}: latency {float(best['latency_ms'].value[0]):.1f} ms from {len(starts)} starts, fitting")
-    fitted, result = sysid.optimize(best, sysid_residual, optimizer="mujoco", verbose=False, max_iters=max_iters, output=io.StringIO(), **_SOLVER)
-    x = fitted.as_vector()
-    r = residual(x)
-    jacobian = np.asarray(result.jac) if result.jac is not None else None
-    _, intervals = sysid.calculate_intervals([r], jacobian)
-    return _BlockFit(
-        values=_fitted_values(replay, layout, x, intervals),
-        motor_values=layout.values(MotorValues.nominal(replay), x[:-1]),
-        entries=layout.entries,
-        cost_nominal=cost_nominal,
-        cost_fitted=0.5 * float(np.sum(r**2)),
-        iterations=len(result.get("extras", {}).get("objective", [])),
-        skipped=skipped,
-    )
+def _fit_block(
+    block: Block, params: sysid.ParameterDict, layout: _Layout, latency_ms: float, iterations: int, held: MotorValues | None = None
+) -> _BlockFit:
+    """The block's dynamics fitted at ``latency_ms`` from the training model (every scale 1), the other joints at ``held``."""
+    residual = residual_builder([(r, block.joints) for r in block.replayers], layout, latency_ms, held)
+    fitted, result = _solve(params, residual, iterations)
+    r = residual(fitted.as_vector())
+    return _BlockFit(fitted, 0.5 * float(np.sum(r**2)), r, result)
 
 
-def combined_latency(latencies: Sequence[FittedValue]) -> FittedValue:
-    """One latency for the arm from each block's: the inverse-variance mean of the identified ones (the median if none is)."""
-    known = [v for v in latencies if v.identifiable and np.isfinite(v.interval) and v.interval > 0]
-    if known:
-        weights = np.array([1.0 / v.interval**2 for v in known])
-        value = float(np.sum(weights * [v.value for v in known]) / weights.sum())
-        interval = float(1.0 / np.sqrt(weights.sum()))
-    else:
-        value, interval = float(np.median([v.value for v in latencies])), float("inf")
-    identifiable, reason = _identified(max(value * 1000.0, 1.0), interval * 1000.0)
-    return FittedValue("latency", None, "latency", value, value, 0.0, interval, "s", identifiable, reason)
+def latency_grid(seed_ms: float) -> np.ndarray:
+    """Latencies (ms) the profile visits: below the seed mostly, since it reads high by the servo lag the nominal model lacks."""
+    low = max(LATENCY_BOUNDS_MS[0], seed_ms - GRID_BELOW_MS)
+    high = min(LATENCY_BOUNDS_MS[1], seed_ms + GRID_ABOVE_MS)
+    return np.arange(low, high + 1e-9, GRID_STEP_MS)
+
+
+def _parabola(points: dict[float, float]) -> tuple[float, float]:
+    """(argmin, curvature d²cost/dL²) of the parabola through the best point and its nearest neighbour on
+    each side; the best point and curvature 0 at an edge or where the three points do not curve up."""
+    grid = np.array(sorted(points))
+    costs = np.array([points[k] for k in grid])
+    best = int(np.argmin(costs))
+    if 0 < best < len(grid) - 1:
+        a, b, _ = np.polyfit(grid[best - 1 : best + 2], costs[best - 1 : best + 2], 2)
+        if a > 0:
+            return float(np.clip(-b / (2 * a), grid[best - 1], grid[best + 1])), float(2 * a)
+    return float(grid[best]), 0.0
 
 
 def identify(
     blocks: Sequence[Block],
     latency_seed_s: float,
-    max_iters: int = 30,
-    latency_starts_ms: Sequence[float] = (-20.0, -10.0, 0.0, 10.0),
+    max_iters: int = 15,
     progress: Callable[[str], None] = lambda _: None,
 ) -> Fit:
-    """Fit each block's dynamics jointly with the latency (see the module docstring), then merge the blocks."""
+    """Profile the latency, then fit each block's dynamics at its best (see the module docstring)."""
     replay = blocks[0].replayers[0].replay
     seed_ms = float(np.clip(latency_seed_s * 1000.0, *LATENCY_BOUNDS_MS))
-    merged = MotorValues.nominal(replay)
-    values: list[FittedValue] = []
-    block_latencies: dict[str, FittedValue] = {}
-    skipped: dict[str, str] = {}
-    cost_nominal = cost_fitted = 0.0
-    iterations = 0
+    setups, skipped = [], {}
     for block in blocks:
-        part = _fit_block(block, seed_ms, max_iters, latency_starts_ms, progress)
-        values += [v for v in part.values if v.joint is not None]
-        block_latencies[", ".join(block.joints)] = part.values[-1]
-        for motor, quantity in part.entries:
-            field_name = _FIELD_OF[quantity]
-            getattr(merged, field_name)[motor] = getattr(part.motor_values, field_name)[motor]
-        skipped.update(part.skipped)
-        cost_nominal += part.cost_nominal
-        cost_fitted += part.cost_fitted
-        iterations += part.iterations
-    latency = combined_latency(list(block_latencies.values()))
+        params, layout, left_out = _parameters(replay, block.joints, saturating_motors(block.replayers))
+        setups.append((block, params, layout))
+        skipped.update(left_out)
+
+    def profile_point(latency_ms: float) -> float:
+        total = sum(_fit_block(block, params, layout, latency_ms, PROFILE_ITERS).cost for block, params, layout in setups)
+        progress(f"latency profile: {latency_ms:.1f} ms, cost {total:.4g}")
+        return total
+
+    # Stage 1: the latency's profile, coarse, then on the physics-step grid around the best coarse point.
+    profile = {float(latency): profile_point(float(latency)) for latency in latency_grid(seed_ms)}
+    coarse_best = min(profile, key=profile.get)
+    fine = [coarse_best + offset for offset in (-FINE_STEP_MS, 0.0, FINE_STEP_MS) if coarse_best + offset >= LATENCY_BOUNDS_MS[0]]
+    for latency in fine:
+        if latency not in profile:
+            profile[latency] = profile_point(latency)
+    latency_ms, curvature = _parabola(profile)
+    # Stage 2: every block's dynamics at that latency, to convergence, with intervals from its own Jacobian. A held
+    # joint sags under its own gains while another swings: the second round holds them at their first-round values.
+    progress(f"fitting the dynamics at {latency_ms:.1f} ms")
+    held = MotorValues.nominal(replay)
+    for _ in range(COUPLING_ROUNDS):
+        values: list[FittedValue] = []
+        entries: list[tuple[int, str]] = []
+        residuals: list[np.ndarray] = []
+        cost_fitted = 0.0
+        iterations = 0
+        fitted = held
+        for block, params, layout in setups:
+            fit = _fit_block(block, params, layout, latency_ms, max_iters, held)
+            x = fit.params.as_vector()
+            intervals = _data_intervals(fit.residual, fit.result.jac, len(x))
+            values += _fitted_values(replay, layout, x, intervals)
+            entries += list(layout.entries)
+            fitted = layout.values(MotorValues.nominal(replay), x).with_motors(fitted, [motor for motor, _ in layout.entries], keep=True)
+            residuals.append(fit.residual)
+            cost_fitted += fit.cost
+            iterations += len(fit.result.get("extras", {}).get("objective", []))
+        held = fitted
+    cost_nominal = sum(
+        0.5 * float(np.sum(residual_builder([(r, block.joints) for r in block.replayers], layout, 0.0)(np.ones(len(layout.entries))) ** 2))
+        for block, _, layout in setups
+    )
+    values.append(_latency_value(latency_ms, curvature, np.concatenate(residuals), len(entries) + 1))
     return Fit(
-        joints=tuple(j for block in blocks for j in block.joints),
-        values=values + [latency],
-        motor_values=merged,
-        latency_s=latency.value,
+        joints=tuple(j for block, _, _ in setups for j in block.joints),
+        values=values,
+        motor_values=held,
+        latency_s=latency_ms / 1000.0,
         cost_nominal=cost_nominal,
         cost_fitted=cost_fitted,
         iterations=iterations,
         not_fitted=skipped,
-        block_latencies=block_latencies,
+        latency_profile={k / 1000.0: v for k, v in sorted(profile.items())},
     )
+
+
+def _data_intervals(residual: np.ndarray, jacobian: np.ndarray | None, parameters: int) -> np.ndarray:
+    """95 % half-widths from the data rows alone (the prior's ``parameters`` rows come last and are left out).
+
+    The prior keeps an unseen direction in place; it must not also make that
+    direction look measured, so identifiability is judged on what the logs say.
+    """
+    if jacobian is None:
+        return np.full(parameters, np.inf)
+    _, intervals = sysid.calculate_intervals([residual[:-parameters]], np.asarray(jacobian)[:-parameters])
+    return intervals
+
+
+def _latency_value(latency_ms: float, curvature: float, residual: np.ndarray, parameters: int) -> FittedValue:
+    """The latency with a 95 % interval from the profile's curvature: the residual variance over d²cost/dL².
+
+    Profiling refits the dynamics at each latency, so the interval already
+    allows for every way the dynamics could make up for a latency error.
+    """
+    dof = max(residual.size - parameters, 1)
+    if curvature > 0:
+        variance = float(np.dot(residual, residual)) / dof / curvature
+        half_ms = float(np.sqrt(variance) * scipy.special.stdtrit(dof, 0.975))
+    else:
+        half_ms = float("inf")
+    identifiable, reason = _identified(max(latency_ms, 1.0), half_ms)
+    return FittedValue("latency", None, "latency", latency_ms / 1000.0, latency_ms / 1000.0, 0.0, half_ms / 1000.0, "s", identifiable, reason)
 
 
 _UNITS = {"damping": "N·m·s/rad", "frictionloss": "N·m", "armature": "kg·m²", "kp": "x", "kv": "x", "torque_limit": "N·m"}
 
 
 def _fitted_values(replay: ReplayModel, layout: _Layout, x: np.ndarray, intervals: np.ndarray) -> list[FittedValue]:
+    """The scales ``x`` of ``layout`` as values in units, with their intervals and identifiability."""
     nominal = MotorValues.nominal(replay)
     base = {
         "damping": nominal.damping,
@@ -308,24 +379,16 @@ def _fitted_values(replay: ReplayModel, layout: _Layout, x: np.ndarray, interval
         "torque_limit": nominal.torque_limit,
     }
     out = []
-    for (motor, quantity), scale, half in zip(layout.entries, x[:-1], intervals[:-1]):
+    for (motor, quantity), scale, half in zip(layout.entries, x, intervals):
         unit_value = float(base[quantity][motor])
-        value, width = scale * unit_value, float(half) * unit_value
         identifiable, reason = _identified(scale, float(half))
         out.append(
             FittedValue(
                 name=f"{replay.joints[motor]}.{quantity}", joint=replay.joints[motor], quantity=quantity, scale=float(scale),
-                value=float(value), nominal=unit_value, interval=width, unit=_UNITS[quantity], identifiable=identifiable, reason=reason,
+                value=float(scale * unit_value), nominal=unit_value, interval=float(half) * unit_value, unit=_UNITS[quantity],
+                identifiable=identifiable, reason=reason,
             )
         )
-    latency_ms, half = float(x[-1]), float(intervals[-1])
-    identifiable, reason = _identified(max(latency_ms, 1.0), half)
-    out.append(
-        FittedValue(
-            name="latency", joint=None, quantity="latency", scale=latency_ms / 1000.0, value=latency_ms / 1000.0, nominal=0.0,
-            interval=half / 1000.0, unit="s", identifiable=identifiable, reason=reason,
-        )
-    )
     return out
 
 

@@ -56,6 +56,7 @@ def fitted_document(fit: Fit, robot: str, logs: list[str]) -> dict[str, Any]:
         "latency": latency.to_dict() if latency else None,
         "joints": joints,
         "not_fitted": dict(fit.not_fitted),
+        "latency_profile": {f"{latency * 1000:.1f} ms": cost for latency, cost in fit.latency_profile.items()},
         "cost": {"nominal": fit.cost_nominal, "fitted": fit.cost_fitted},
     }
 

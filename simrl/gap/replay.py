@@ -144,14 +144,15 @@ def _sample(trajectory: np.ndarray, start: np.ndarray, where: np.ndarray) -> np.
 
 
 def _chunks(recording: Recording, rows: np.ndarray, chunk_s: float, dt: float) -> list[Chunk]:
-    """Consecutive ``rows`` from ``MAX_LATENCY_S`` after the first command on, cut at a gap and every ``chunk_s`` seconds."""
+    """Consecutive ``rows`` from ``MAX_LATENCY_S`` after the first command on, cut at a gap and into equal chunks of at most ``chunk_s``."""
     first_command = np.nanmin(recording.command_time)
     usable = np.flatnonzero(rows & (recording.read_time >= first_command + MAX_LATENCY_S))
     breaks = np.flatnonzero(np.diff(usable) > 1) + 1
     chunks: list[Chunk] = []
     for run in np.split(usable, breaks):
         times = recording.read_time[run]
-        piece = np.floor((times - times[0]) / chunk_s).astype(int)
+        pieces = max(1, int(np.ceil((times[-1] - times[0]) / chunk_s)))  # equal lengths: every chunk is padded to the longest
+        piece = np.minimum(np.floor((times - times[0]) / (times[-1] - times[0] + 1e-9) * pieces).astype(int), pieces - 1)
         for label in np.unique(piece):
             rows = run[piece == label]
             if len(rows) < 2:

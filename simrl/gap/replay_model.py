@@ -114,6 +114,14 @@ class MotorValues:
             torque_limit=replay.rated_torque.copy(),
         )
 
+    def with_motors(self, other: "MotorValues", motors: Sequence[int], keep: bool = False) -> "MotorValues":
+        """These values with ``motors`` taken from ``other`` (``keep``: ``motors`` from these, the rest from ``other``)."""
+        chosen = np.zeros(len(self.damping), bool)
+        chosen[list(motors)] = True
+        take = ~chosen if keep else chosen
+        fields = {name: np.where(take, getattr(other, name), getattr(self, name)) for name in self.__dataclass_fields__}
+        return MotorValues(**fields)
+
     def write(self, replay: ReplayModel, model: mujoco.MjModel) -> None:
         dofs = replay.dof_adr
         model.dof_damping[dofs] = self.damping

@@ -96,6 +96,7 @@ def summary(result: GapResult, out: Path | None) -> dict[str, Any]:
             "cost_fitted": fit.cost_fitted,
             "values": [v.to_dict() | {"name": v.name} for v in fit.values],
             "not_fitted": fit.not_fitted,
+            "latency_profile_s": [[latency, cost] for latency, cost in fit.latency_profile.items()],
         }
         if result.validation is not None:
             real = result.validation
