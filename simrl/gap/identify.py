@@ -48,21 +48,24 @@ VELOCITY_WEIGHT = 0.02
 SCALE_BOUNDS = {"damping": (0.05, 20.0), "frictionloss": (0.01, 20.0), "armature": (0.3, 5.0), "kp": (0.2, 3.0), "kv": (0.05, 10.0)}
 TORQUE_BOUNDS = (0.2, 1.5)
 LATENCY_BOUNDS_MS = (0.0, 100.0)
-# A motor whose commanded MIT torque reaches this share of its rated limit tells how strong it is.
-SATURATION_SHARE = 0.9
+# Readings in which the commanded MIT torque must exceed the rated limit for the limit to be fitted.
+SATURATION_TICKS = 5
 # A fitted value whose 95 % interval half-width exceeds this share of it is not identified by the data.
 IDENTIFIABLE_SHARE = 0.15
 # Finite-difference step of the Gauss-Newton Jacobian (on scales ~1 and milliseconds).
 FD_STEP = 1e-4
 # Stop when a step changes no parameter by more than this share (scales ~1: 0.01 % is far below any interval).
 STEP_TOLERANCE = 1e-4
-QUANTITIES = ("damping", "frictionloss", "armature", "kp", "kv")
+QUANTITIES = ("damping", "frictionloss", "armature", "kp", "kv", "torque_limit")
+# What the latency profile refits at each latency: the values that trade with a delay (a softer or more damped
+# servo lags too). Fewer unknowns converge alike at every point, so the profile is smooth where the full set was not.
+PROFILE_QUANTITIES = ("kp", "kv", "damping")
 # mujoco.minimize's settings.
 _SOLVER = {"eps": FD_STEP, "xtol": STEP_TOLERANCE}
 # The latency profile: a grid (ms) around the cross-correlation seed, and Gauss-Newton steps of the dynamics at each point.
 # 7.5 ms is three physics steps, well under the 20 ms between the cost's local minima.
 GRID_STEP_MS, GRID_BELOW_MS, GRID_ABOVE_MS = 7.5, 30.0, 0.0
-PROFILE_ITERS = 3
+PROFILE_ITERS = 4
 COUPLING_ROUNDS = 2
 FINE_STEP_MS = 2.5  # the openarm's physics step: the grid the emulated (and a real) motor applies commands on
 # Weight of the prior's rows, PRIOR_WEIGHT * log(scale): with ~1 mrad of noise per reading this says "within about
@@ -134,17 +137,23 @@ class _Layout:
 
 
 def saturating_motors(replayers: Sequence[Replayer]) -> np.ndarray:
-    """Per motor: whether the logged commands asked for a torque near its rated limit (so the limit shows)."""
+    """Per motor: whether the logged commands asked for more than its rated torque in ``SATURATION_TICKS`` readings or more.
+
+    Only a motor the logs drive into its limit says how strong it is; below it
+    the limit changes nothing and a fit of it would only add an unknown.
+    """
     replay = replayers[0].replay
-    peak = np.zeros(len(replay.joints))
+    count = np.zeros(len(replay.joints), dtype=int)
     for r in replayers:
         rec, rows = r.recording, r.rows
         asked = rec.command_kp[rows] * np.abs(rec.command_position[rows] - rec.position[rows]) + rec.command_kd[rows] * np.abs(rec.velocity[rows])
-        peak = np.maximum(peak, asked.max(axis=0))
-    return peak >= SATURATION_SHARE * replay.rated_torque
+        count += np.sum(asked > replay.rated_torque, axis=0)
+    return count >= SATURATION_TICKS
 
 
-def _parameters(replay: ReplayModel, joints: Sequence[str], saturating: np.ndarray) -> tuple[sysid.ParameterDict, _Layout, dict[str, str]]:
+def _parameters(
+    replay: ReplayModel, joints: Sequence[str], saturating: np.ndarray, quantities: Sequence[str] = QUANTITIES
+) -> tuple[sysid.ParameterDict, _Layout, dict[str, str]]:
     """The dynamics parameters of ``joints`` (scales, all starting at 1) and what is left out, and why."""
     params = sysid.ParameterDict()
     entries: list[tuple[int, str]] = []
@@ -152,7 +161,7 @@ def _parameters(replay: ReplayModel, joints: Sequence[str], saturating: np.ndarr
     nominal = MotorValues.nominal(replay)
     for joint in joints:
         motor = replay.joints.index(joint)
-        for quantity in QUANTITIES:
+        for quantity in (q for q in quantities if q != "torque_limit"):
             base = {"damping": nominal.damping, "frictionloss": nominal.frictionloss, "armature": nominal.armature}.get(quantity)
             if base is not None and base[motor] == 0:
                 skipped[f"{joint}.{quantity}"] = "0 in the training model: a scale of it cannot be fitted"
@@ -160,11 +169,11 @@ def _parameters(replay: ReplayModel, joints: Sequence[str], saturating: np.ndarr
             low, high = SCALE_BOUNDS[quantity]
             params.add(sysid.Parameter(f"{joint}.{quantity}", nominal=1.0, min_value=low, max_value=high))
             entries.append((motor, quantity))
-        if saturating[motor]:
+        if saturating[motor] and "torque_limit" in quantities:
             params.add(sysid.Parameter(f"{joint}.torque_limit", nominal=1.0, min_value=TORQUE_BOUNDS[0], max_value=TORQUE_BOUNDS[1]))
             entries.append((motor, "torque_limit"))
-        else:
-            skipped[f"{joint}.torque_limit"] = f"the logs never ask for {SATURATION_SHARE:.0%} of the rated torque"
+        elif "torque_limit" in quantities:
+            skipped[f"{joint}.torque_limit"] = f"the logs ask for more than the rated torque in fewer than {SATURATION_TICKS} readings"
     return params, _Layout(tuple(entries)), skipped
 
 
@@ -277,14 +286,16 @@ def identify(
     """Profile the latency, then fit each block's dynamics at its best (see the module docstring)."""
     replay = blocks[0].replayers[0].replay
     seed_ms = float(np.clip(latency_seed_s * 1000.0, *LATENCY_BOUNDS_MS))
-    setups, skipped = [], {}
+    setups, profiled, skipped = [], [], {}
     for block in blocks:
-        params, layout, left_out = _parameters(replay, block.joints, saturating_motors(block.replayers))
+        saturating = saturating_motors(block.replayers)
+        params, layout, left_out = _parameters(replay, block.joints, saturating)
         setups.append((block, params, layout))
+        profiled.append((block, *_parameters(replay, block.joints, saturating, PROFILE_QUANTITIES)[:2]))
         skipped.update(left_out)
 
     def profile_point(latency_ms: float) -> float:
-        total = sum(_fit_block(block, params, layout, latency_ms, PROFILE_ITERS).cost for block, params, layout in setups)
+        total = sum(_fit_block(block, params, layout, latency_ms, PROFILE_ITERS).cost for block, params, layout in profiled)
         progress(f"latency profile: {latency_ms:.1f} ms, cost {total:.4g}")
         return total
 
