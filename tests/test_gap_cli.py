@@ -62,3 +62,26 @@ def test_a_log_of_another_robot_is_refused_and_leaves_nothing_behind(excitation_
 
 def test_a_missing_log_is_one_line(tmp_path: Path) -> None:
     assert_one_line_error(run_simrl("gap", str(tmp_path / "nope.npz"), "--out", str(tmp_path / "gap")), f"error: {tmp_path / 'nope.npz'}: no such deploy log")
+
+
+def test_gap_on_a_policys_own_log_measures_that_run_and_its_training_envelope(tmp_path: Path) -> None:
+    """A policy deploy log (every joint moving at once, one block): the gap, the training envelope, and a fit that explains it."""
+    from simrl.deploy.session import prepare
+    from simrl.gap.pipeline import GapRequest, run_gap
+    from simrl.robots import load_robot
+    from tests.test_deploy import fast_request, sim_run, write_policy
+
+    openarm = load_robot("openarm")
+    default = {"joint_damping": {"distribution": "loguniform", "low": 0.5, "high": 2.0}, "actuator_kp": {"distribution": "uniform", "low": 0.8, "high": 1.2}}
+    policy = write_policy(tmp_path / "policy.onnx", openarm, 0.6, {"randomization": {"name": "default", "content": default}})
+    _, _, log = sim_run(prepare(fast_request(policy, ticks=150)), reality="openarm-sysid")
+    log.write(tmp_path / "policy-run.npz")
+    result = run_gap(GapRequest(logs=(tmp_path / "policy-run.npz",), worlds=8))
+    gap = result.logs[0]
+    assert gap.recording.describe()["kind"] == "policy" and len(gap.recording.moving_joints) >= 3
+    assert result.envelope is not None and result.envelope.profile == "default" and result.envelope.worlds == 8
+    moving = [j for j in gap.joints if j.joint in gap.recording.moving_joints]
+    assert all(0.0 <= j.inside_envelope <= 1.0 for j in moving)
+    low, high = gap.envelope
+    assert np.all(low <= high) and np.ptp(high - low) > 0  # the drawn worlds do differ
+    assert sum(j.rmse_fitted for j in moving) < 0.5 * sum(j.rmse_nominal for j in moving)
