@@ -115,11 +115,7 @@ class Reality:
 
     def _actuator_ratio(self, field: str, column: int) -> np.ndarray:
         """Drawn / nominal value of an arm actuator parameter (n_arm,), 1 where undrawn or nominally 0."""
-        act = self.robot.arm_actuators
-        nominal = getattr(self.robot.model, field)[act, column]
-        if field not in self.model:
-            return np.ones(len(act))
-        return np.divide(self.model[field][act, column], nominal, out=np.ones(len(act)), where=nominal != 0)
+        return apply.actuator_ratio(self.robot.model, self.model, field, self.robot.arm_actuators, column)
 
     @property
     def kp_scale(self) -> np.ndarray:

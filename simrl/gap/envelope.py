@@ -11,6 +11,7 @@ covered; a joint far outside it is where the profile needs widening.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from operator import attrgetter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -90,10 +91,9 @@ def _world(robot: Robot, replay: ReplayModel, drawn: dict[str, np.ndarray]) -> m
     for field, value in drawn.items():
         if field in _ACTUATOR_FIELDS:
             continue
-        target = model.opt.gravity if field == "opt.gravity" else getattr(model, field)
-        target[...] = value
-    actuators = _motor_actuators(robot, replay.joints)
-    ratio = lambda field, column: _ratio(robot.model, drawn, field, actuators, column)  # noqa: E731
+        attrgetter(field)(model)[...] = value
+    # The replay model keeps each motor's MJCF servo at its id (``target_act``), so the robot's servo draws index alike.
+    ratio = lambda field, column: apply.actuator_ratio(robot.model, drawn, field, replay.target_act, column)  # noqa: E731
     dofs = replay.dof_adr
     MotorValues(
         damping=model.dof_damping[dofs].copy(),
@@ -105,16 +105,3 @@ def _world(robot: Robot, replay: ReplayModel, drawn: dict[str, np.ndarray]) -> m
     ).write(replay, model)
     return model
 
-
-def _motor_actuators(robot: Robot, joints: tuple[str, ...]) -> np.ndarray:
-    actuated = list(robot.config.arm_joints) + list(robot.config.gripper_joints)
-    actuators = np.concatenate([robot.arm_actuators, robot.gripper_actuators])
-    return np.array([actuators[actuated.index(j)] for j in joints])
-
-
-def _ratio(model: mujoco.MjModel, drawn: dict[str, np.ndarray], field: str, actuators: np.ndarray, column: int) -> np.ndarray:
-    """Drawn / nominal value of a servo parameter per motor, 1 where not drawn (the reality reads its scales the same way)."""
-    nominal = getattr(model, field)[actuators, column]
-    if field not in drawn:
-        return np.ones(len(actuators))
-    return np.divide(drawn[field][actuators, column], nominal, out=np.ones(len(actuators)), where=nominal != 0)

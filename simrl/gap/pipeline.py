@@ -259,5 +259,3 @@ def _log_gap(rec: Recording, replayer: Replayer, nominal: np.ndarray) -> LogGap:
         nominal=nominal,
     )
 
-
-__all__ = ["GapRequest", "GapResult", "JointGap", "LogGap", "ReplayModel", "run_gap"]

@@ -21,7 +21,7 @@ from simrl.randomization.profile import InlineProfile
 PATCH_NAME = "randomization_patch.yaml"
 
 
-def _mm(value: float | None) -> str:
+def _milli(value: float | None) -> str:
     return "-" if value is None or not math.isfinite(value) else f"{value * 1000:.1f}"
 
 
@@ -50,9 +50,9 @@ def joint_rows(gap: LogGap) -> list[list[str]]:
         rows.append(
             [
                 j.joint,
-                _mm(j.rmse_nominal),
-                _mm(j.rmse_fitted),
-                _mm(j.max_nominal),
+                _milli(j.rmse_nominal),
+                _milli(j.rmse_fitted),
+                _milli(j.max_nominal),
                 "-" if not math.isfinite(delay_ms) else f"{delay_ms:.1f}",
                 _percent(j.inside_envelope),
             ]
@@ -94,6 +94,7 @@ def summary(result: GapResult, out: Path | None) -> dict[str, Any]:
             "latency_s": fit.latency_s,
             "cost_nominal": fit.cost_nominal,
             "cost_fitted": fit.cost_fitted,
+            "iterations": fit.iterations,
             "values": [v.to_dict() | {"name": v.name} for v in fit.values],
             "not_fitted": fit.not_fitted,
             "latency_profile_s": [[latency, cost] for latency, cost in fit.latency_profile.items()],

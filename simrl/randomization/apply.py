@@ -165,6 +165,19 @@ def spread_over_joints(xp: Any, value: Array, param: ResolvedParameter, n_arm: i
     return set_at(xp.zeros((value.shape[0], n_arm), value.dtype), (slice(None), param.arm_index), value)
 
 
+def actuator_ratio(nominal: Any, drawn: dict[str, np.ndarray], field: str, actuators: np.ndarray, column: int) -> np.ndarray:
+    """Drawn / nominal ``field[actuators, column]`` of one world (numpy), 1 where the field was not drawn or is nominally 0.
+
+    How a servo draw (``actuator_kp``, ``actuator_kv``, ``actuator_force_limit``)
+    reads as a scale of the motor's commanded gain or rated torque, for the
+    emulated reality and for the gap checker's replay of training's worlds alike.
+    """
+    base = getattr(nominal, field)[actuators, column]
+    if field not in drawn:
+        return np.ones(len(actuators))
+    return np.divide(drawn[field][actuators, column], base, out=np.ones(len(actuators)), where=base != 0)
+
+
 def quantize(xp: Any, value: Array, step: Array) -> Array:
     """``value`` rounded to whole multiples of ``step`` (an encoder's resolution); unchanged where step is 0."""
     return xp.where(step > 0, xp.round(value / xp.where(step > 0, step, 1.0)) * step, value)
