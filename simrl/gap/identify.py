@@ -23,6 +23,11 @@ threaded rollout):
    switch into the physics step it falls in), and its interval comes with the
    others.
 
+Link masses are not fitted: with positions alone, masses scaled together with
+armature, damping, friction and gains leave the motion unchanged, and the
+torque a Damiao motor reports is its own estimate from the commanded law, not
+a measurement of what the link needed (``Fit.not_fitted`` says so).
+
 Confidence intervals come from ``mujoco.sysid.calculate_intervals`` (JᵀJ at the
 optimum, residual variance as noise). A parameter the data cannot pin down (an
 infinite or very wide interval) is flagged ``identifiable: false``, and the
@@ -293,6 +298,8 @@ def identify(
         setups.append((block, params, layout))
         profiled.append((block, *_parameters(replay, block.joints, saturating, PROFILE_QUANTITIES)[:2]))
         skipped.update(left_out)
+
+    skipped["link_mass"] = "positions alone cannot tell a mass scale from armature, damping, friction and gains scaled with it"
 
     def profile_point(latency_ms: float) -> float:
         total = sum(_fit_block(block, params, layout, latency_ms, PROFILE_ITERS).cost for block, params, layout in profiled)
