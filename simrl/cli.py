@@ -308,7 +308,7 @@ def export_command(
     action_scale and turns them into joint targets with the env's own code.
     Time it with `simrl bench policy FILE.onnx`.
     """
-    from simrl.deploy.export import export_policy
+    from simrl.export import export_policy
 
     result = export_policy(run_dir, out if out is not None else run_dir / "policy.onnx")
     if as_json:

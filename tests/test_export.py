@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 import simrl
-from simrl.deploy.export import OPSET, export_policy, policy_to_onnx, read_metadata
+from simrl.export import OPSET, export_policy, policy_to_onnx, read_metadata
 from simrl.deploy.metadata import decode_metadata, randomization_warning, training_profile
 from simrl.deploy.policy_bench import bench_policy
 from simrl.errors import SimrlError

@@ -1,6 +1,6 @@
 """The metadata an exported policy carries, encoded as ONNX string properties, read without JAX.
 
-``simrl.deploy.export`` writes it (and needs the training code to do so); the
+``simrl.export`` writes it (and needs the training code to do so); the
 robot-side bridge only reads it, so the codec lives here, where importing it
 pulls in neither ``simrl.train`` nor JAX.
 
