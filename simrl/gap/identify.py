@@ -1,8 +1,8 @@
-"""Identify the arm from its logs: per-joint dynamics and the command latency, fitted together with ``mujoco.sysid``.
+"""Identify the arm from its logs: per-joint dynamics and the command latency, fitted jointly with ``mujoco.sysid``.
 
 The unknowns are, for every joint the logs move: viscous damping, dry friction
 (frictionloss), armature, the motor's kp and kd gain errors, and the torque
-limit where the logs drive a motor near it; plus one command latency for the
+limit where the commands exceed it; plus one command latency for the
 arm. All are scales of the training model's values (1 = as trained) except the
 latency, in milliseconds, so the problem is well scaled.
 
@@ -14,24 +14,27 @@ column is one candidate model, and all candidates' chunks are stepped in one
 threaded rollout):
 
 1. the latency's profile: on a grid around the cross-correlation estimate
-   (real against nominal motion), the dynamics of every block are fitted at
-   each latency (warm from the previous one) and the costs summed. The cost has
-   a local minimum every command period; a search that looks at every point is
-   not misled by them, where a gradient started at the wrong one was;
-2. from the profile's best point, every value and the latency together on all
-   the data; the latency is continuous there (``replay.py`` blends a command
-   switch into the physics step it falls in), and its interval comes with the
-   others.
+   (real against nominal motion), every block's kp, kd and damping scales are
+   fitted at each latency from the training model and the costs summed; then
+   the physics-step grid around the best point and a parabola through the
+   least costs. The cost has a local minimum every command period; a search
+   that looks at every point is not misled by them, where a gradient started
+   at the wrong one was. Profiling refits the dynamics at each latency, so the
+   latency's interval (from the parabola's curvature) allows for them;
+2. at that latency, each block's full set of values to convergence, with the
+   other joints held at their values from a first round (a held joint sags
+   under its own gains while another swings).
 
 Link masses are not fitted: with positions alone, masses scaled together with
 armature, damping, friction and gains leave the motion unchanged, and the
 torque a Damiao motor reports is its own estimate from the commanded law, not
 a measurement of what the link needed (``Fit.not_fitted`` says so).
 
-Confidence intervals come from ``mujoco.sysid.calculate_intervals`` (JᵀJ at the
-optimum, residual variance as noise). A parameter the data cannot pin down (an
-infinite or very wide interval) is flagged ``identifiable: false``, and the
-patch widens its range instead of trusting it.
+Confidence intervals come from ``mujoco.sysid.calculate_intervals`` (JᵀJ of
+the data rows at the optimum, residual variance as noise). A weak prior toward
+the training model keeps a direction the data cannot see in place; a value the
+data cannot pin down (an infinite or wide interval) is flagged
+``identifiable: false``, and the patch keeps the base range for it.
 """
 
 from __future__ import annotations
