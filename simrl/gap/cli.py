@@ -18,7 +18,7 @@ stderr = Console(stderr=True, soft_wrap=True)
 def gap_command(
     logs: list[Path] = typer.Argument(..., help="Deploy logs (.npz from `simrl deploy`, excitation or policy runs) of one arm."),
     validate: Optional[Path] = typer.Option(None, "--validate", help="A held-out log (another excitation signal or seed): RMSE before and after the fit on data it never saw."),
-    out: Optional[Path] = typer.Option(None, "--out", help="Folder for the report, fitted.yaml and randomization_patch.yaml. [default: runs/gap/<log>-<time>]"),
+    out: Optional[Path] = typer.Option(None, "--out", help="Folder for the report, fitted.yaml and randomization_patch.yaml (default: runs/gap/LOG-TIME)."),
     worlds: int = typer.Option(32, "--worlds", min=0, help="Worlds drawn from the policy's training profile for the envelope (0: skip)."),
     no_fit: bool = typer.Option(False, "--no-fit", help="Only replay and measure the gap; identify nothing."),
     as_json: bool = typer.Option(False, "--json", help="Print the results as JSON."),
