@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from simrl.deploy.log import PHASE_EXCITE, PHASE_POLICY
 from simrl.errors import SimrlError
 from simrl.robots import Robot
 
@@ -75,8 +76,15 @@ class Recording:
 
     @property
     def moving_joints(self) -> tuple[str, ...]:
-        """Joints whose commanded target moved more than ``MIN_MOTION_RAD``: the ones the log can tell anything about."""
-        span = np.ptp(self.command_position[self.usable], axis=0)
+        """Joints whose commanded target moved more than ``MIN_MOTION_RAD`` while the policy or the excitation ran.
+
+        The ramp to home moves every joint a little (from wherever the arm sagged
+        to before the motors were enabled); that says nothing about a joint.
+        """
+        main = self.usable & np.isin(self.phase, (PHASE_POLICY, PHASE_EXCITE))
+        if not main.any():
+            return ()
+        span = np.ptp(self.command_position[main], axis=0)
         return tuple(j for j, s in zip(self.joints, span) if s > MIN_MOTION_RAD)
 
     @property
