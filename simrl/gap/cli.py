@@ -39,7 +39,7 @@ def gap_command(
     from simrl.gap.pipeline import GapRequest, run_gap
     from simrl.gap.report import FIT_HEADER, JOINT_HEADER, fit_rows, joint_rows, next_command, summary, write_outputs
 
-    request = GapRequest(logs=tuple(logs), validate=validate, out=out, worlds=worlds, fit=not no_fit)
+    request = GapRequest(logs=tuple(logs), validate=validate, worlds=worlds, fit=not no_fit)
     with stderr.status("simrl gap: reading the logs") as status:
         result = run_gap(request, progress=lambda message: status.update(f"simrl gap: {message}"))
         clock = time.perf_counter()

@@ -29,7 +29,6 @@ from simrl.robots import Robot, load_robot
 class GapRequest:
     logs: tuple[Path, ...]
     validate: Path | None = None
-    out: Path | None = None
     worlds: int = 32  # randomized worlds for the envelope
     fit: bool = True
 
