@@ -26,7 +26,7 @@ from simrl.deploy.bridge import Bridge, BridgeOutcome, LoopSettings, StopRequest
 from simrl.deploy.buses.base import BusError, MotorBus, MotorCommand, MotorReadings
 from simrl.deploy.buses.sim import SimBus
 from simrl.deploy.calibration import Calibration
-from simrl.deploy.clock import Clock, LockstepClock, WallClock
+from simrl.deploy.clock import Clock, LockstepClock
 from simrl.deploy.config import load_deploy_config
 from simrl.deploy.emulated_arm import EmulatedArm, motor_torque_limits
 from simrl.deploy.goals import GoalSpec
@@ -353,17 +353,18 @@ def test_a_fault_or_nan_in_either_exchange_of_a_tick_stops_the_run(tmp_path: Pat
 
 def test_overruns_are_counted_and_the_deadline_grid_kept(tmp_path: Path, openarm: Robot) -> None:
     plan = prepare(fast_request(write_policy(tmp_path / "policy.onnx", openarm, 0.0), ticks=6))
+    clock = BusyClock()  # virtual time: only the slow tick is late, whatever else loads the machine
 
     class SlowOnce(FailingBus):
         def exchange(self, command: MotorCommand) -> MotorReadings:
             if self._reads == 5:
-                time.sleep(0.07)  # 3.5 periods: deadlines 5, 6 and 7 pass during this tick
+                clock.spend(0.07)  # 3.5 periods: deadlines 5, 6 and 7 pass during this tick
             return self._bus.exchange(command)
 
         def disable(self) -> MotorReadings:
             return self._bus.disable()
 
-    _, arrays, _ = sim_run(plan, wrap=lambda bus: SlowOnce(bus, 0), clock=WallClock())
+    _, arrays, _ = sim_run(plan, wrap=lambda bus: SlowOnce(bus, 0), clock=clock)
     assert arrays["overrun"].sum() == 3 and arrays["overrun"][5] == 3
     grid = (arrays["t_deadline"] - arrays["t_deadline"][0]) / plan.config.period
     np.testing.assert_allclose(grid, np.round(grid), atol=1e-9)
