@@ -7,6 +7,7 @@ this folder on ``sys.path``).
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -15,9 +16,13 @@ from typing import Any
 from simrl.train.run_dir import RunDir
 
 
-def simrl(*args: str, timeout_s: float | None = None) -> dict[str, Any]:
-    """Run a simrl command with --json and return its figures (stderr passes through for progress)."""
-    done = subprocess.run([sys.executable, "-m", "simrl", *args, "--json"], stdout=subprocess.PIPE, text=True, check=True, timeout=timeout_s)
+def simrl(*args: str, timeout_s: float | None = None, tree: Path | None = None) -> dict[str, Any]:
+    """Run a simrl command with --json and return its figures (stderr passes through for progress).
+
+    ``tree``: run the simrl of that checkout (e.g. a git worktree of another commit) instead of the installed one.
+    """
+    env = None if tree is None else {**os.environ, "PYTHONPATH": str(tree)}
+    done = subprocess.run([sys.executable, "-m", "simrl", *args, "--json"], stdout=subprocess.PIPE, text=True, check=True, timeout=timeout_s, env=env)
     return json.loads(done.stdout)
 
 

@@ -1,11 +1,12 @@
-"""Throughput of the full env against raw ``mujoco.rollout``, measured side by side.
+"""Throughput of the full env against raw ``mujoco.batch`` and ``mujoco.rollout``, measured side by side.
 
-The raw figure is the ceiling: the same model, the same number of worlds and
+The raw figures are the ceiling: the same model, the same number of worlds and
 physics substeps, the same kind of controls (a random walk of joint targets,
-as random actions make), stepped by one ``rollout`` call with no Python, JAX or
-task code around it. The env figure is the jitted env (``lax.scan`` over
-``ReachEnv.step`` with random actions, auto-reset included). The two are
-measured alternately in one process so machine load affects both alike.
+as random actions make), stepped by one ``Batch.rollout`` call (what the cpu
+backend runs on) or one ``mujoco.rollout`` call (what it ran on before) with no
+Python, JAX or task code around it. The env figure is the jitted env
+(``lax.scan`` over ``ReachEnv.step`` with random actions, auto-reset included).
+All are measured alternately in one process so machine load affects them alike.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Callable
 
 import jax
 import mujoco
+import mujoco.batch
 import mujoco.rollout
 import numpy as np
 
@@ -36,8 +38,9 @@ class EnvBenchResult:
     steps_per_measurement: int
     repeats: int
     env_steps_per_s: float
-    raw_rollout_steps_per_s: float
-    ratio: float
+    raw_batch_steps_per_s: float  # one mujoco.batch call: the ceiling
+    raw_rollout_steps_per_s: float  # one mujoco.rollout call, what the cpu backend ran on before
+    ratio: float  # env / raw batch
     compile_s: float
     randomized_env_steps_per_s: float | None  # the env under a randomization profile, when asked
     randomization_cost: float | None  # 1 - randomized / plain env rate: the median over back-to-back pairs
@@ -60,10 +63,28 @@ def _random_walk_controls(robot: Robot, num_envs: int, steps: int, rng: np.rando
     return np.ascontiguousarray(np.repeat(ctrl, robot.substeps, axis=1))
 
 
-def _raw_rollout_timer(robot: Robot, num_envs: int, steps: int) -> Callable[[], float]:
-    """A function that runs one raw rollout of ``steps`` control steps and returns its seconds."""
+def _raw_timers(robot: Robot, num_envs: int, steps: int) -> dict[str, Callable[[], float]]:
+    """Functions that each step the worlds ``steps`` control steps from home in one raw call and return its seconds.
+
+    ``batch`` is ``mujoco.batch`` (what the cpu backend runs on: the ceiling),
+    ``rollout`` is ``mujoco.rollout`` (what it ran on before), with the
+    per-thread MjData, zero warmstart and ``skip_checks`` the old backend used.
+    """
     model = robot.model
     nthread = min(os.cpu_count() or 1, num_envs)
+    control = _random_walk_controls(robot, num_envs, steps, np.random.default_rng(0))
+    nstep = steps * robot.substeps
+
+    batch = mujoco.batch.Batch(model, num_envs, nthread=nthread)
+    batch.bind("qpos")[...] = robot.home_qpos
+    home_rows = batch.state.copy()
+
+    def run_batch() -> float:
+        batch.state[...] = home_rows
+        start = time.perf_counter()
+        batch.rollout(nstep, control=control, record=())
+        return time.perf_counter() - start
+
     runner = mujoco.rollout.Rollout(nthread=nthread if nthread > 1 else 0)
     datas = [mujoco.MjData(model) for _ in range(max(nthread, 1))]
     data = mujoco.MjData(model)
@@ -72,21 +93,19 @@ def _raw_rollout_timer(robot: Robot, num_envs: int, steps: int) -> Callable[[], 
     initial = np.empty(nstate)
     mujoco.mj_getState(model, data, initial, mujoco.mjtState.mjSTATE_FULLPHYSICS)
     initial = np.ascontiguousarray(np.tile(initial, (num_envs, 1)))
-    control = _random_walk_controls(robot, num_envs, steps, np.random.default_rng(0))
-    nstep = steps * robot.substeps
     states = np.empty((num_envs, nstep, nstate))
     sensors = np.empty((num_envs, nstep, model.nsensordata))
     models = [model] * num_envs
-    warmstart = np.zeros((num_envs, model.nv))  # as the cpu backend does: every world starts its solver alike
+    warmstart = np.zeros((num_envs, model.nv))
 
-    def run() -> float:
+    def run_rollout() -> float:
         start = time.perf_counter()
         runner.rollout(
             models, datas, initial, control, skip_checks=True, nstep=nstep, initial_warmstart=warmstart, state=states, sensordata=sensors
         )
         return time.perf_counter() - start
 
-    return run
+    return {"batch": run_batch, "rollout": run_rollout}
 
 
 def _env_timer(env: ReachEnv, steps: int, seed: int) -> tuple[Callable[[], float], float]:
@@ -159,21 +178,22 @@ def bench_env(
     progress: Callable[[str], None] | None = None,
     randomized: ReachEnv | None = None,
 ) -> EnvBenchResult:
-    """Measure env and raw-rollout control steps/s, alternating ``repeats`` times (medians), then the env against a ``randomized`` one the same way."""
+    """Measure env and raw control steps/s, alternating ``repeats`` times (medians), then the env against a ``randomized`` one the same way."""
     note = progress or (lambda _: None)
     note("compiling the env")
     env_run, compile_s = _env_timer(env, steps, seed)
-    raw_run = _raw_rollout_timer(env.robot, env.num_envs, steps)
-    raw_run()  # warm the thread pool and caches like the env's first call did
+    raw_runs = _raw_timers(env.robot, env.num_envs, steps)
+    for run in raw_runs.values():
+        run()  # warm the thread pools and caches like the env's first call did
     work = env.num_envs * steps
-    times = _alternate({"env": env_run, "raw": raw_run}, repeats, lambda i: note(f"measuring {i + 1}/{repeats}"))
-    env_rate, raw_rate = _rate(work, times["env"]), _rate(work, times["raw"])
+    times = _alternate({"env": env_run, **raw_runs}, repeats, lambda i: note(f"measuring {i + 1}/{repeats}"))
+    env_rate, batch_rate = _rate(work, times["env"]), _rate(work, times["batch"])
     randomized_rate = cost = quartiles = None
     if randomized is not None:
         note("compiling the randomized env")
         randomized_run = _env_timer(randomized, steps, seed)[0]
-        # A pair of its own: a raw rollout in between would evict the per-world models (its state buffer is
-        # hundreds of MB), a cost training never pays, and charge it to the randomized env alone.
+        # A pair of its own: a raw rollout in between would evict the env's working set (its state buffer is
+        # hundreds of MB), a cost training never pays, and charge it to whichever env runs after it.
         pair = _alternate({"env": env_run, "randomized": randomized_run}, repeats, lambda i: note(f"measuring randomized {i + 1}/{repeats}"))
         cost, quartiles = _cost_of(pair["env"], pair["randomized"])
         randomized_rate = env_rate * (1.0 - cost)  # the cost as measured in the pairs, on this run's env figure
@@ -185,8 +205,9 @@ def bench_env(
         steps_per_measurement=steps,
         repeats=repeats,
         env_steps_per_s=env_rate,
-        raw_rollout_steps_per_s=raw_rate,
-        ratio=env_rate / raw_rate,
+        raw_batch_steps_per_s=batch_rate,
+        raw_rollout_steps_per_s=_rate(work, times["rollout"]),
+        ratio=env_rate / batch_rate,
         compile_s=compile_s,
         randomized_env_steps_per_s=randomized_rate,
         randomization_cost=cost,

@@ -228,7 +228,7 @@ NONE = {"name": "none", "content": {"description": "no randomization"}}
     "props, expected",
     [
         ({"randomization": json.dumps(NONE)}, "trained without domain randomization (profile 'none')"),
-        ({"randomization": json.dumps({"name": "mine.yaml", "content": {"description": "", "physics_variants": 4}})}, "its profile 'mine.yaml' randomizes nothing"),
+        ({"randomization": json.dumps({"name": "mine.yaml", "content": {"description": ""}})}, "its profile 'mine.yaml' randomizes nothing"),
         ({"randomization": "none"}, "trained without domain randomization (profile 'none')"),  # older export: the name alone
         ({"robot": "openarm"}, "metadata does not say whether it was trained with domain randomization"),
         ({"randomization": json.dumps({"name": "x", "content": {"joint_damping": [{"distribution": "fixed", "value": 1.0, "joints": "all"}]}})}, None),

@@ -165,8 +165,7 @@ ERRORS = [
         ["'robots.so101.joint_damping.joints'", "did you mean 'elbow_flex'?"], id="unknown-joint-in-robot-override",
     ),
     pytest.param("joint_damping: {distribution: fixed, value: 1, joints: []}\n", ["'joint_damping"], id="empty-joint-list"),
-    pytest.param("physics_variants: 0\n", ["'physics_variants' = 0", "greater than or equal to 1"], id="no-variants"),
-    pytest.param("physics_variant: 64\n", ["'physics_variant'", "did you mean 'physics_variants'?"], id="variants-typo"),
+    pytest.param("physics_variants: 256\n", ["'physics_variants' = 256 is gone", "every world draws its own", "delete the line"], id="variants-removed"),
 ]
 
 
@@ -292,26 +291,3 @@ def test_additive_friction_and_force_limits_stay_physical(tmp_path: Path, so101:
     assert float(domain.model["geom_friction"][..., 0].min()) >= 0.0
     limits = np.asarray(domain.model["actuator_forcerange"])
     assert np.all(limits[..., 0] <= 0.0) and np.all(limits[..., 1] >= 0.0)
-
-
-def test_physics_variants_share_model_values_but_not_env_values(tmp_path: Path, so101: Robot) -> None:
-    """With a pool of K variants, K distinct sets of model values, each held by a block of neighbouring worlds and drawn as configured."""
-    path = tmp_path / "pool.yaml"
-    path.write_text(
-        "physics_variants: 8\n"
-        "joint_damping: {distribution: uniform, low: 0.5, high: 2.0}\n"
-        "link_mass: {distribution: uniform, low: 0.9, high: 1.1}\n"
-        "latency_substeps: {distribution: uniform, low: 0.0, high: 0.5}\n"
-    )
-    sampler = DomainSampler(so101, resolve_profile(path, so101))
-    domain = sampler.sample(jax.random.key(0), 4096)
-    rows = np.concatenate([np.asarray(v).reshape(4096, -1) for v in domain.model.values()], axis=1)
-    assert len(np.unique(rows, axis=0)) == 8  # 4096 worlds over 8 variants: every variant is used
-    blocks = rows.reshape(8, 512, -1)
-    assert np.all(blocks == blocks[:, :1])  # neighbouring worlds share a variant: 512 worlds each, in order
-    damping = np.asarray(domain.model["dof_damping"]) / so101.model.dof_damping[None, :]
-    arm = [int(so101.model.jnt_dofadr[j]) for j in so101.arm_joint_ids]
-    assert damping[:, arm].min() >= 0.5 - 1e-6 and damping[:, arm].max() <= 2.0 + 1e-6
-    assert len(np.unique(np.asarray(domain.values["latency_substeps"]))) > 4000  # the env layer stays per world
-    other = sampler.sample(jax.random.key(1), 4096)
-    assert not np.array_equal(np.asarray(other.model["dof_damping"]), np.asarray(domain.model["dof_damping"]))  # new variants per draw

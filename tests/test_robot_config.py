@@ -89,10 +89,10 @@ def test_cli_robots_json() -> None:
     assert all(row["control_hz"] == 50 for row in rows.values())
 
 
-def test_cli_bench_env_json_reports_both_rates() -> None:
+def test_cli_bench_env_json_reports_env_and_raw_rates() -> None:
     result = run_simrl("bench", "env", "--robot", "so101", "--envs", "32", "--steps", "10", "--repeats", "1", "--json")
     assert result.returncode == 0, result.stderr
     figures = json.loads(result.stdout)
-    assert figures["env_steps_per_s"] > 0 and figures["raw_rollout_steps_per_s"] > 0
-    assert figures["ratio"] == pytest.approx(figures["env_steps_per_s"] / figures["raw_rollout_steps_per_s"])
+    assert figures["env_steps_per_s"] > 0 and figures["raw_batch_steps_per_s"] > 0 and figures["raw_rollout_steps_per_s"] > 0
+    assert figures["ratio"] == pytest.approx(figures["env_steps_per_s"] / figures["raw_batch_steps_per_s"])
     assert figures["num_envs"] == 32 and figures["backend"] == "cpu"

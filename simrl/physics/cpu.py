@@ -1,30 +1,42 @@
-"""The ``cpu`` backend: native MuJoCo on all cores through ``mujoco.rollout``.
+"""The ``cpu`` backend: native MuJoCo on all cores through ``mujoco.batch``.
 
 JAX calls it through ``jax.pure_callback``, so the training loop stays one
-jitted function while the physics runs in MuJoCo's C thread pool. The layout
-follows what was measured on this machine (MEASURED.md): one long-lived
-``Rollout`` (a new thread pool per call costs ~9 %), one MjData per thread,
-float64 C-contiguous preallocated buffers and ``skip_checks=True``.
+jitted function while the physics runs in MuJoCo's C thread pool. One
+long-lived ``Batch`` (a new thread pool per call costs ~9 %, MEASURED.md)
+holds a state row per world and steps them all on one model; per-world fields
+are that model's fields expanded to a row per world (``Batch.expand``), a few
+hundred bytes each, instead of a 15 KB model copy per world, which no cache
+held and which cost 10-20 % of the step under randomization
+(``experiments/results/randomization.md``).
+
+The JAX state stays authoritative: every call writes ``qpos`` and ``qvel``
+into the rows and resets everything else the physics carries from one call to
+the next (time, solver warmstart, activations), so a step depends on its
+inputs alone, whatever ran in those rows before.
 """
 
 from __future__ import annotations
 
-import copy
 import functools
 import os
 
 import jax
 import jax.numpy as jnp
 import mujoco
-import mujoco.rollout
+import mujoco.batch
 import numpy as np
 
 from simrl.errors import SimrlError
 from simrl.physics.base import Array, ModelParams, PhysicsState, StepOutput, check_ctrl, check_params, model_field
 
+# State-row fields the physics advances besides qpos and qvel, all reset every call: they would
+# otherwise carry one episode's solver warmstart or activations into the next (mjSTATE_FULLPHYSICS
+# plus the warmstart, the state mujoco.rollout started each call from before).
+_CARRIED_FIELDS = ("time", "act", "history", "qacc_warmstart", "plugin_state", "plastic")
+
 
 class CpuBackend:
-    """Steps N worlds with ``mujoco.rollout`` from inside jitted code."""
+    """Steps N worlds with ``mujoco.batch`` from inside jitted code."""
 
     name = "cpu"
 
@@ -33,93 +45,39 @@ class CpuBackend:
         self.substeps = substeps
         self.num_worlds = num_worlds
         threads = min(nthread or os.cpu_count() or 1, num_worlds)
-        # nthread=0 runs on the calling thread: a pool of one only adds hand-offs.
-        self._rollout = mujoco.rollout.Rollout(nthread=threads if threads > 1 else 0)
-        self._datas = [mujoco.MjData(model) for _ in range(max(threads, 1))]
-        self._shared_models = [model] * num_worlds
-        self._variants = _Variants(model)
-        self._applied: dict[str, np.ndarray] = {}
-
-        nstate = mujoco.mj_stateSize(model, mujoco.mjtState.mjSTATE_FULLPHYSICS)
-        template = np.empty(nstate)
-        mujoco.mj_getState(model, self._datas[0], template, mujoco.mjtState.mjSTATE_FULLPHYSICS)
-        template[0] = 0.0  # time: the dynamics do not depend on it
-        self._initial = np.ascontiguousarray(np.tile(template, (num_worlds, 1)))
-        # mjSTATE_FULLPHYSICS stores time, then qpos, then qvel (mjtState bit order).
-        self._qpos = slice(1, 1 + model.nq)
-        self._qvel = slice(1 + model.nq, 1 + model.nq + model.nv)
-        self._warmstart = np.zeros((num_worlds, model.nv))
+        self._batch = mujoco.batch.Batch(model, num_worlds, nthread=threads)
+        self._qpos = self._batch.bind("qpos")
+        self._qvel = self._batch.bind("qvel")
+        self._sensordata = self._batch.bind("sensordata")
         self._control = np.empty((num_worlds, substeps, model.nu))
-        self._states = np.empty((num_worlds, substeps, nstate))
-        self._sensors = np.empty((num_worlds, substeps, model.nsensordata))
-
-    def close(self) -> None:
-        """Stop the thread pool."""
-        self._rollout.close()
-
-    def _apply_params(self, params: dict[str, np.ndarray], promised: np.ndarray | None) -> None:
-        """Give the worlds that changed models holding their fields; worlds with equal fields share one model.
-
-        ``promised`` is the caller's (N,) mask of worlds that may have changed
-        (see ``Backend.step``); without it every value is compared with the
-        last one written.
-        """
-        if not self._variants.holds(params):
-            # A different set of fields: start again from the nominal model so no stale field survives.
-            self._variants = _Variants(self.model, tuple(params), self.num_worlds)
-            self._applied = {}
-            promised = None
-        if promised is not None:
-            changed = promised
-        else:
-            changed = np.zeros(self.num_worlds, dtype=bool)
-            for name, value in params.items():
-                previous = self._applied.get(name)
-                if previous is None:
-                    changed[:] = True
-                else:
-                    changed |= np.any((value != previous).reshape(self.num_worlds, -1), axis=1)
-        if not changed.any():
-            return  # the usual case: parameters change only when an episode restarts
-        self._variants.assign(np.flatnonzero(changed), list(params.values()))
-        # Comparisons need the values written; with a promise the field set is all that is checked.
-        self._applied = {name: value.copy() for name, value in params.items()} if promised is None else dict.fromkeys(params)
+        self._carried = [view for view in map(self._batch.bind, _CARRIED_FIELDS) if view.size]
+        # A new batch's rows hold the model's reset state (time 0, zero warmstart): what every call starts from.
+        self._carried_initial = [view[0].copy() for view in self._carried]
+        self._fields = _PerWorldFields(model, self._batch)
 
     def _host_step(
         self, param_names: tuple[str, ...], per_world: bool, qpos: np.ndarray, qvel: np.ndarray, ctrl: np.ndarray, *params_and_changed: np.ndarray
     ):
-        """One control step of every world; ``per_world`` steps the per-world copies, with ``param_names`` written first."""
-        models = self._shared_models
+        """One control step of every world; ``per_world`` steps the expanded fields, with ``param_names`` written first."""
         if param_names:
-            param_values = params_and_changed[: len(param_names)]
+            values = params_and_changed[: len(param_names)]
             promised = np.asarray(params_and_changed[-1], bool) if len(params_and_changed) > len(param_names) else None
-            self._apply_params({n: np.asarray(v) for n, v in zip(param_names, param_values)}, promised)
-        if per_world:
-            if not self._variants.fields:
-                raise SimrlError("per-world model fields were never handed to the cpu backend: the first step with them must mark every world as changed")
-            models = self._variants.world_models
-        self._initial[:, self._qpos] = qpos
-        self._initial[:, self._qvel] = qvel
-        # The rollout takes one control per substep: a 2-D ctrl is broadcast over them.
+            self._fields.write(dict(zip(param_names, values)), promised)
+        elif per_world:
+            self._fields.check_held()
+        else:
+            self._fields.restore_nominal()
+        self._qpos[...] = qpos
+        self._qvel[...] = qvel
+        for view, initial in zip(self._carried, self._carried_initial):
+            view[...] = initial
+        # One control per substep: a 2-D ctrl is held for all of them.
         self._control[...] = ctrl if ctrl.ndim == 3 else ctrl[:, None, :]
-        self._rollout.rollout(
-            models,
-            self._datas,
-            self._initial,
-            self._control,
-            skip_checks=True,
-            nstep=self.substeps,
-            initial_warmstart=self._warmstart,
-            state=self._states,
-            sensordata=self._sensors,
-        )
-        last = self._states[:, -1]
+        # record=() keeps no per-substep trajectory: the rows hold the last state, the bound sensordata the last substep's.
+        self._batch.rollout(self.substeps, control=self._control, record=())
         dtype = qpos.dtype
-        return (
-            last[:, self._qpos].astype(dtype),
-            last[:, self._qvel].astype(dtype),
-            self._sensors[:, -1].astype(dtype),
-        )
+        # astype copies: JAX must not hold views of rows the next call overwrites.
+        return self._qpos.astype(dtype), self._qvel.astype(dtype), self._sensordata.astype(dtype)
 
     def step(self, state: PhysicsState, ctrl: Array, params: ModelParams | None = None, changed: Array | None = None) -> StepOutput:
         check_ctrl(ctrl, self.num_worlds, self.substeps, self.model.nu)
@@ -152,72 +110,43 @@ class CpuBackend:
         return StepOutput(PhysicsState(qpos, qvel), sensors)
 
 
-class _Variants:
-    """The distinct models the worlds step: one MjModel per distinct set of field values, shared by the worlds holding it.
+class _PerWorldFields:
+    """The model fields the worlds hold values of their own for: rows of the batch's expanded fields.
 
-    With every world's fields drawn on its own (the default) that is one model per
-    world. A profile's ``physics_variants`` pool makes worlds share a few hundred:
-    4096 distinct 15 KB models cost ~10 % of the physics step on this machine,
-    because no core's L2 cache holds them (``experiments/per_world_models.py``).
-    Models a change leaves unused are kept and rewritten for the next new values.
+    Only the fields of the current call's parameters differ from the model;
+    any other field expanded by an earlier call is written back to the
+    model's value, so nothing leaks into a later call. Derived constants are
+    not recomputed (no ``set_const``), as MJX cannot: both backends step the
+    same physics.
     """
 
-    def __init__(self, model: mujoco.MjModel, fields: tuple[str, ...] = (), num_worlds: int = 0):
-        self.model = model
-        self.fields = fields
-        self.world_models: list[mujoco.MjModel] = [model] * num_worlds
-        self._key_of_world: list[bytes | None] = [None] * num_worlds
-        self._in_use: dict[bytes, _Variant] = {}
-        self._spare: list[_Variant] = []
+    def __init__(self, model: mujoco.MjModel, batch: mujoco.batch.Batch):
+        self._model = model
+        self._batch = batch
+        self._held: tuple[str, ...] = ()
 
-    def holds(self, params: dict[str, np.ndarray]) -> bool:
-        return bool(self.fields) and tuple(params) == self.fields
+    def write(self, params: dict[str, np.ndarray], promised: np.ndarray | None) -> None:
+        """Write the worlds' values of ``params`` (each (N, ...)): only the ``promised`` worlds', unless the fields are new.
 
-    def assign(self, worlds: np.ndarray, values: list[np.ndarray]) -> None:
-        """Give each of ``worlds`` the model holding its row of ``values`` (each (N, ...), in ``fields`` order)."""
-        rows = np.concatenate([np.asarray(v).reshape(len(v), -1) for v in values], axis=1)
-        for world in worlds:
-            key = rows[world].tobytes()
-            old = self._key_of_world[world]
-            if old == key:
-                continue
-            if old is not None:
-                self._release(old)
-            variant = self._in_use.get(key)
-            if variant is None:
-                variant = self._spare.pop() if self._spare else _Variant.copy_of(self.model, self.fields)
-                variant.write(values, world)
-                self._in_use[key] = variant
-            variant.users += 1
-            self._key_of_world[world] = key
-            self.world_models[world] = variant.model
+        ``promised`` is the caller's (N,) mask of worlds that may have changed
+        (see ``Backend.step``); ``None`` writes every world.
+        """
+        if tuple(params) != self._held:
+            self.restore_nominal(keep=params)
+            self._held = tuple(params)
+            promised = None  # a new set of fields: every world's values are new
+        worlds = slice(None) if promised is None else np.flatnonzero(promised)
+        for name, value in params.items():
+            self._batch.expand(name)[worlds] = value[worlds]  # widened to float64 on write
 
-    @property
-    def distinct(self) -> int:
-        """How many distinct models the worlds step now."""
-        return len(self._in_use)
+    def check_held(self) -> None:
+        """Refuse to step per-world fields that were never written: the worlds would step the nominal model in silence."""
+        if not self._held:
+            raise SimrlError("per-world model fields were never handed to the cpu backend: the first step with them must mark every world as changed")
 
-    def _release(self, key: bytes) -> None:
-        variant = self._in_use[key]
-        variant.users -= 1
-        if variant.users == 0:
-            del self._in_use[key]
-            self._spare.append(variant)
-
-
-class _Variant:
-    """One model copy, its arrays of the varied fields (looked up once: getattr on an MjModel builds a new view), and its users."""
-
-    def __init__(self, model: mujoco.MjModel, views: list[np.ndarray]):
-        self.model = model
-        self.views = views
-        self.users = 0
-
-    @classmethod
-    def copy_of(cls, model: mujoco.MjModel, fields: tuple[str, ...]) -> "_Variant":
-        copied = copy.copy(model)
-        return cls(copied, [model_field(copied, name) for name in fields])
-
-    def write(self, values: list[np.ndarray], world: int) -> None:
-        for view, value in zip(self.views, values):
-            view[...] = value[world]  # widened to float64 on write
+    def restore_nominal(self, keep: dict[str, np.ndarray] | None = None) -> None:
+        """Give every world the model's value of each held field not in ``keep``."""
+        for name in self._held:
+            if name not in (keep or {}):
+                self._batch.expand(name)[...] = model_field(self._model, name)
+        self._held = tuple(name for name in self._held if name in (keep or {}))

@@ -124,33 +124,23 @@ def sample_episode(
     nominal: dict[str, Array],
     index: ModelIndex,
     n: int,
-    variants: int | None = None,
 ) -> tuple[dict[str, Array], dict[str, Array]]:
     """One episode's values for ``n`` worlds: (model fields (n, ...), env-layer values (n, ...)).
 
     ``nominal`` holds the unbatched model fields the profile varies. Noise drawn
-    every step is left to ``sample_step_noise``. With ``variants``, the model
-    fields are drawn for that many variants and world ``w`` of ``n`` gets variant
-    ``w * variants // n``: neighbouring worlds share one, so the cpu backend steps
-    them one after another while that model is in cache (the variants are
-    independent draws, so which worlds share one is arbitrary). The env-layer
-    values stay each world's own.
+    every step is left to ``sample_step_noise``.
     """
-    drawn = n if variants is None else variants
-    model = {field: xp.broadcast_to(value, (drawn, *value.shape)) for field, value in nominal.items()}
+    model = {field: xp.broadcast_to(value, (n, *value.shape)) for field, value in nominal.items()}
     values: dict[str, Array] = {}
     for param, child in zip(parameters, source.split(max(len(parameters), 1))):
         if param.kind in MODEL_KINDS:
-            model = apply_model(xp, child, param, index, drawn, model)
+            model = apply_model(xp, child, param, index, n, model)
         elif param.kind in NOISE_KINDS and param.resample == "step":
             continue  # drawn by sample_step_noise
         elif param.kind == "latency_steps":
             values[param.kind] = draw_latency_steps(xp, child, param.spec, (n,))
         else:
             values[param.kind] = draw(xp, child, param.spec, value_shape(param, n))
-    if variants is not None:
-        pick = (xp.arange(n) * variants) // n
-        model = {field: value[pick] for field, value in model.items()}
     return model, values
 
 

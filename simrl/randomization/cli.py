@@ -46,11 +46,7 @@ def show_command(
         return
     table = _range_table(rows, title=f"randomization '{resolved.name}' for {arm.name} ({resolved.path})")
     unused = [kind for kind in KINDS if kind not in resolved.kinds]
-    variants = resolved.profile.physics_variants
-    table.caption = "; ".join(
-        ([f"model values: {variants} variants per episode start, shared by the worlds"] if variants else [])
-        + ([f"not randomized: {', '.join(unused)}"] if unused else [])
-    ) or None
+    table.caption = f"not randomized: {', '.join(unused)}" if unused else None
     _print_wide(table)
 
 

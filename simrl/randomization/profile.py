@@ -156,12 +156,6 @@ class Profile(StrictModel):
     """The schema of a profile after its ``robots:`` overrides for one arm are merged in."""
 
     description: str = ""
-    physics_variants: Optional[int] = pydantic.Field(
-        None,
-        ge=1,
-        description="draw this many sets of model values at each episode start and give each block of neighbouring worlds one of them; "
-        "unset: every world draws its own (the cpu backend then steps one model per world, ~10 % slower at 4096 worlds)",
-    )
     link_mass: Optional[Entries] = None
     link_com: Optional[Entries] = None
     joint_damping: Optional[Entries] = None
@@ -302,6 +296,11 @@ def _read(source: ProfileSource) -> tuple[str, Path, dict[str, Any]]:
         data = {}
     if not isinstance(data, Mapping):
         raise SimrlError(f"{label}: a randomization profile must be a mapping of parameters, got {type(data).__name__}")
+    if "physics_variants" in data:  # a field of earlier profiles: say why it went rather than only that it is unknown
+        raise SimrlError(
+            f"{label}: field 'physics_variants' = {data['physics_variants']!r} is gone: every world draws its own model values, "
+            "at no cost since the cpu backend runs on mujoco.batch (experiments/results/randomization.md); delete the line"
+        )
     return name, label, dict(data)
 
 

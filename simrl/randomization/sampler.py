@@ -81,8 +81,7 @@ class DomainSampler:
 
     def sample(self, key: jax.Array, num_worlds: int) -> Domain:
         """Fresh episode values for ``num_worlds`` worlds."""
-        variants = self.profile.profile.physics_variants if self.profile else None
-        model, values = apply.sample_episode(jnp, KeySource(key), self.parameters, self._nominal, self._index, num_worlds, variants)
+        model, values = apply.sample_episode(jnp, KeySource(key), self.parameters, self._nominal, self._index, num_worlds)
         return Domain(model=model, values=values)
 
     def step_noise(self, key: jax.Array, num_worlds: int) -> dict[str, jax.Array]:
