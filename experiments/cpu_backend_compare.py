@@ -7,12 +7,13 @@
 ``--base`` is checked out into a temporary git worktree, and every measurement
 runs once from each tree in its own process (``PYTHONPATH`` picks the tree),
 in alternating order (this tree first, then the base; then the base first),
-so the machine's slow swings in speed hit both alike:
+so the machine's slow swings in speed hit both alike. Throughput is the exception: separate processes
+swung by more than 10 % against each other, so both backends run in one:
 
-- throughput: ``simrl bench env --robot R --envs 4096 --backend cpu
-  --repeats 3`` for every arm; the ratio of the two env figures is taken per
-  pair of neighbouring runs, and this tree's env is also set against raw
-  ``mujoco.batch`` measured in the same process;
+- throughput (in this process, the base's ``simrl/physics/cpu.py`` loaded
+  from its worktree): the reach env with random actions on each backend, raw
+  ``mujoco.batch`` and raw ``mujoco.rollout``, timed in turn as ``simrl bench
+  env`` does, for every arm;
 - memory: the peak resident set (``ru_maxrss``) of a process that builds the
   reach env under ``--randomization strong`` at 4096 and 16,384 worlds and
   steps it past the first episode start, where every world gets its physics;
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.util
 import json
 import os
 import statistics
@@ -45,24 +47,29 @@ HERE = Path(__file__).resolve().parent.parent
 ROBOTS = ("so101", "openarm", "fr3")
 PROFILES = ("none", "default")
 MEMORY_WORLDS = (4096, 16384)
+WORLDS, STEPS = 4096, 50  # the throughput measurement: as `simrl bench env`
 PARTS = ("throughput", "memory", "reach")
 
 # Builds the reach env under the strong profile and steps it past the first episode start (the step that
-# hands every world its physics), then prints the process's peak resident set in KiB (Linux ru_maxrss).
+# hands every world its physics), then prints the resident set before the env, after the steps, and the
+# process's peak (which compilation may set), in KiB.
 MEMORY_PROBE = """
 import resource, sys
+def resident():
+    return next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmRSS:"))
 import jax, jax.numpy as jnp
 from simrl.envs import ReachEnv
 from simrl.randomization.profile import resolve_profile
 from simrl.robots import load_robot
 arm = load_robot("so101")
+before = resident()
 env = ReachEnv(arm, int(sys.argv[1]), backend="cpu", randomization=resolve_profile("strong", arm))
 step = jax.jit(env.step)
 state = jax.jit(env.reset)(jax.random.key(0))
 for _ in range(5):
     state = step(state, jnp.zeros((env.num_envs, env.action_size)))
 jax.block_until_ready(state)
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+print(before, resident(), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 """
 
 
@@ -83,27 +90,42 @@ def trees_in_turn(trees: dict[str, Path], round_index: int) -> list[tuple[str, P
     return order if round_index % 2 == 0 else order[::-1]
 
 
-def throughput(trees: dict[str, Path], rounds: int) -> list[dict[str, Any]]:
+def base_backend(tree: Path) -> type:
+    """The ``CpuBackend`` class of the checkout at ``tree``, loaded from its file beside this tree's simrl."""
+    spec = importlib.util.spec_from_file_location("base_cpu_backend", tree / "simrl" / "physics" / "cpu.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.CpuBackend
+
+
+def throughput(trees: dict[str, Path], repeats: int) -> list[dict[str, Any]]:
+    """Per arm, in this process: the env on this backend and on the base's, raw batch and raw rollout, in turn."""
+    from simrl.bench import _alternate, _env_timer, _raw_timers
+    from simrl.envs import ReachEnv
+    from simrl.physics.cpu import CpuBackend
+    from simrl.robots import load_robot
+
+    backends = {"this": CpuBackend, "base": base_backend(trees["base"])}
     rows = []
     for robot in ROBOTS:
-        runs: dict[str, list[dict[str, Any]]] = {name: [] for name in trees}
-        for i in range(rounds):
-            for name, tree in trees_in_turn(trees, i):
-                print(f"== throughput {robot} round {i + 1}/{rounds}: {name}", file=sys.stderr, flush=True)
-                runs[name].append(simrl("bench", "env", "--robot", robot, "--envs", "4096", "--backend", "cpu", "--repeats", "3", tree=tree))
-        new, old = runs["this"], runs["base"]
-        pair_ratios = [n["env_steps_per_s"] / o["env_steps_per_s"] for n, o in zip(new, old)]
+        arm = load_robot(robot)
+        timers = {name: _env_timer(ReachEnv(arm, WORLDS, backend=cls(arm.model, arm.substeps, WORLDS)), STEPS, 0)[0] for name, cls in backends.items()}
+        timers.update(_raw_timers(arm, WORLDS, STEPS))
+        times = _alternate(timers, repeats, lambda i, r=robot: print(f"== throughput {r} {i + 1}/{repeats}", file=sys.stderr, flush=True))
+        rate = {name: WORLDS * STEPS / statistics.median(t) for name, t in times.items()}
+        pairs = sorted(base / this for this, base in zip(times["this"], times["base"]))
+        low, _, high = statistics.quantiles(pairs, n=4, method="inclusive")
         rows.append(
             {
                 "robot": robot,
-                "substeps": new[0]["substeps"],
-                "env_steps_per_s": statistics.median(r["env_steps_per_s"] for r in new),
-                "base_env_steps_per_s": statistics.median(r["env_steps_per_s"] for r in old),
-                "raw_batch_steps_per_s": statistics.median(r["raw_batch_steps_per_s"] for r in new),
-                "raw_rollout_steps_per_s": statistics.median(r["raw_rollout_steps_per_s"] for r in new),
-                "env_over_raw_batch": statistics.median(r["ratio"] for r in new),
-                "env_over_base_pairs": pair_ratios,
-                "env_over_base": statistics.median(pair_ratios),
+                "substeps": arm.substeps,
+                "env_steps_per_s": rate["this"],
+                "base_env_steps_per_s": rate["base"],
+                "raw_batch_steps_per_s": rate["batch"],
+                "raw_rollout_steps_per_s": rate["rollout"],
+                "env_over_raw_batch": rate["this"] / rate["batch"],
+                "env_over_base": statistics.median(pairs),
+                "env_over_base_quartiles": (low, high),
             }
         )
     return rows
@@ -118,7 +140,10 @@ def memory(trees: dict[str, Path]) -> list[dict[str, Any]]:
             done = subprocess.run(
                 [sys.executable, "-c", MEMORY_PROBE, str(worlds)], env=tree_env(tree), stdout=subprocess.PIPE, text=True, check=True
             )
-            row[f"{name}_peak_rss_mib"] = int(done.stdout.split()[-1]) / 1024
+            before, after, peak = (int(v) / 1024 for v in done.stdout.split()[-3:])
+            row[f"{name}_env_rss_mib"] = after - before
+            row[f"{name}_rss_mib"] = after
+            row[f"{name}_peak_rss_mib"] = peak
         rows.append(row)
     return rows
 
@@ -156,26 +181,31 @@ def write_markdown(report: dict[str, Any], path: Path) -> None:
     lines = [
         "# The cpu backend on `mujoco.batch` against the commit before it",
         "",
-        f"Made by `python experiments/cpu_backend_compare.py --base {base}` on {report['cpu_count']} CPU cores, {report['measured']}.",
-        f"\"this\" is {report['this']}, the backend on `mujoco.batch`; \"base\" is {base}, the backend on `mujoco.rollout`",
-        "with a model copy per world. Every figure comes from both trees in alternating order, each run in its own process.",
+        f"Made by `python experiments/cpu_backend_compare.py --base {base}` on {report['cpu_count']} CPU cores.",
+        f"\"this\" is the backend on `mujoco.batch` (its commit and time per part below); \"base\" is {base}, the backend on",
+        "`mujoco.rollout` with a model copy per world. Memory and reach come from both trees in alternating order, each run in its own process.",
     ]
+    stamp = report["measured"]
     if report.get("throughput"):
         lines += [
             "",
             "## Env throughput without randomization (4096 envs)",
             "",
-            f"`simrl bench env --robot R --envs 4096 --backend cpu --repeats 3`, {len(report['throughput'][0]['env_over_base_pairs'])} runs per tree;",
-            "medians. this/base is the median over neighbouring pairs of runs; env / raw batch is measured in the same process.",
+            f"Measured at {stamp['throughput']}.",
             "",
-            "| robot | substeps | this env steps/s | base env steps/s | this / base (pairs) | raw mujoco.batch | raw mujoco.rollout | env / raw batch |",
+            "In one process per arm: the reach env with random actions (as `simrl bench env`) on this backend and on the",
+            "base's (its `simrl/physics/cpu.py` loaded from the worktree), raw `mujoco.batch` and raw `mujoco.rollout`,",
+            "timed in turn, the order flipping every round; medians. this/base is the median over the rounds of the two",
+            "envs' ratio, with its quartiles.",
+            "",
+            "| robot | substeps | this env steps/s | base env steps/s | this / base (quartiles) | raw mujoco.batch | raw mujoco.rollout | env / raw batch |",
             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
         ]
         for r in report["throughput"]:
-            pairs = ", ".join(f"{p:.2f}" for p in r["env_over_base_pairs"])
+            low, high = r["env_over_base_quartiles"]
             lines.append(
                 f"| {r['robot']} | {r['substeps']} | {r['env_steps_per_s']:,.0f} | {r['base_env_steps_per_s']:,.0f} | "
-                f"{r['env_over_base']:.2f} ({pairs}) | {r['raw_batch_steps_per_s']:,.0f} | {r['raw_rollout_steps_per_s']:,.0f} | "
+                f"{r['env_over_base']:.2f} ({low:.2f} to {high:.2f}) | {r['raw_batch_steps_per_s']:,.0f} | {r['raw_rollout_steps_per_s']:,.0f} | "
                 f"{r['env_over_raw_batch']:.1%} |"
             )
     if report.get("memory"):
@@ -183,18 +213,25 @@ def write_markdown(report: dict[str, Any], path: Path) -> None:
             "",
             "## Resident memory under `--randomization strong`",
             "",
-            "Peak resident set of a process that builds the so101 reach env and steps it past the first episode start.",
+            f"Measured at {stamp['memory']}.",
+            "A process that builds the so101 reach env and steps it past the first episode start (where every world gets",
+            "its physics): what the env and its steps added to the resident set, the resident set then, and the process's",
+            "peak (which compilation can set).",
             "",
-            "| worlds | this (MiB) | base (MiB) |",
-            "| ---: | ---: | ---: |",
+            "| worlds | this: added (MiB) | base: added (MiB) | this: resident | base: resident | this: peak | base: peak |",
+            "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
         ]
         for r in report["memory"]:
-            lines.append(f"| {r['worlds']:,} | {r['this_peak_rss_mib']:,.0f} | {r['base_peak_rss_mib']:,.0f} |")
+            lines.append(
+                f"| {r['worlds']:,} | {r['this_env_rss_mib']:,.0f} | {r['base_env_rss_mib']:,.0f} | {r['this_rss_mib']:,.0f} | "
+                f"{r['base_rss_mib']:,.0f} | {r['this_peak_rss_mib']:,.0f} | {r['base_peak_rss_mib']:,.0f} |"
+            )
     if report.get("reach"):
         lines += [
             "",
             "## so101 reach: time to 95 % success",
             "",
+            f"Measured at {stamp['reach']}.",
             "`simrl train reach --robot so101 --backend cpu --seed S --randomization P --until-success 0.95`, an empty compile",
             "cache per run; seconds from process start to the first evaluation at 95 %; median over the seeds.",
             "",
@@ -219,7 +256,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--base", help="the commit to compare against (e.g. the one before the backend changed)")
     parser.add_argument("--parts", nargs="+", default=list(PARTS), choices=PARTS)
-    parser.add_argument("--rounds", type=int, default=3, help="throughput runs per tree and arm")
+    parser.add_argument("--repeats", type=int, default=9, help="throughput rounds per arm (each times all four in turn)")
     parser.add_argument("--seeds", type=int, default=3, help="reach runs per tree and profile")
     parser.add_argument("--out", type=Path, default=RESULTS / "cpu_backend")
     parser.add_argument("--report-only", action="store_true", help="remake the .md from OUT.json")
@@ -231,11 +268,16 @@ def main() -> None:
     if not args.base:
         parser.error("--base is required unless --report-only")
     this = subprocess.run(["git", "-C", str(HERE), "rev-parse", "--short", "HEAD"], check=True, capture_output=True, text=True).stdout.strip()
-    report: dict[str, Any] = {"this": this, "base": args.base, "cpu_count": os.cpu_count(), "measured": time.strftime("%Y-%m-%d %H:%M")}
+    report: dict[str, Any] = {"base": args.base, "cpu_count": os.cpu_count(), "measured": {}}
+    earlier = json.loads(json_path.read_text()) if json_path.exists() else {}
+    if earlier.get("base") == args.base:  # a run of some parts keeps the others' figures, each stamped with its commit
+        report = {**earlier, "measured": dict(earlier["measured"])}
+    for part in args.parts:
+        report["measured"][part] = f"{this}, {time.strftime('%Y-%m-%d %H:%M')}"
     with worktree(args.base) as base_tree, tempfile.TemporaryDirectory(prefix="simrl-compare-") as logdir:
         trees = {"this": HERE, "base": base_tree}
         if "throughput" in args.parts:
-            report["throughput"] = throughput(trees, args.rounds)
+            report["throughput"] = throughput(trees, args.repeats)
         if "memory" in args.parts:
             report["memory"] = memory(trees)
         if "reach" in args.parts:

@@ -83,9 +83,8 @@ class Backend(Protocol):
         ``params`` may differ from the previous step's (the env knows: a
         world's physics is redrawn only when its episode starts); ``None``
         promises nothing. The first step with ``params`` must mark every world.
-        A backend that keeps per-world models uses it to skip comparing every
-        parameter of every world every step, and to hand them over only on
-        steps where some world changed.
+        The cpu backend uses it to write only those worlds' fields, and to
+        have them handed over only on steps where some world changed.
         """
         ...
 
