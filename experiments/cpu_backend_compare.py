@@ -1,6 +1,6 @@
 """The cpu backend against an earlier commit's: env throughput, resident memory, so101 reach time.
 
-    python experiments/cpu_backend_compare.py --base 06a80ac                 # all three parts (~35 minutes on 2 cores)
+    python experiments/cpu_backend_compare.py --base 06a80ac                 # all three parts (~30 minutes on 2 cores)
     python experiments/cpu_backend_compare.py --base 06a80ac --parts memory  # one part
     python experiments/cpu_backend_compare.py --report-only                  # remake the .md from the .json
 
@@ -14,9 +14,10 @@ swung by more than 10 % against each other, so both backends run in one:
   from its worktree): the reach env with random actions on each backend, raw
   ``mujoco.batch`` and raw ``mujoco.rollout``, timed in turn as ``simrl bench
   env`` does, for every arm;
-- memory: the peak resident set (``ru_maxrss``) of a process that builds the
-  reach env under ``--randomization strong`` at 4096 and 16,384 worlds and
-  steps it past the first episode start, where every world gets its physics;
+- memory: a process that builds the reach env under ``--randomization
+  strong`` at 4096 and 16,384 worlds and steps it past the first episode
+  start, where every world gets its physics: what that added to the resident
+  set, the resident set then, and the peak (``ru_maxrss``);
 - reach: ``simrl train reach --robot so101 --seed S --randomization P
   --until-success 0.95`` with an empty compile cache per run, time to 95 %
   counted from process start, median over the seeds, for ``none`` and
