@@ -24,63 +24,17 @@ import argparse
 import copy
 import json
 import statistics
-import time
-from typing import Callable
 
 import jax
-import mujoco
-import mujoco.batch
-import mujoco.rollout
 import numpy as np
 
-from simrl.bench import _random_walk_controls
+from simrl.bench import _random_walk_controls, raw_batch_timer, raw_rollout_timer
 from simrl.physics.base import model_field
 from simrl.randomization.profile import resolve_profile
 from simrl.randomization.sampler import DomainSampler
-from simrl.robots import Robot, load_robot
+from simrl.robots import load_robot
 
 BASELINE = "batch: shared nominal model"
-
-
-def batch_timer(robot: Robot, n: int, fields: dict[str, np.ndarray], control: np.ndarray) -> Callable[[], float]:
-    """One control step of ``n`` worlds from home on a ``Batch`` with ``fields`` (name -> (n, ...)) expanded."""
-    batch = mujoco.batch.Batch(robot.model, n, nthread=2)
-    for name, values in fields.items():
-        batch.expand(name)[...] = values
-    batch.bind("qpos")[...] = robot.home_qpos
-    home_rows = batch.state.copy()
-
-    def run() -> float:
-        batch.state[...] = home_rows  # as the backend writes every world's state each call
-        start = time.perf_counter()
-        batch.rollout(robot.substeps, control=control, record=())
-        return time.perf_counter() - start
-
-    return run
-
-
-def rollout_timer(robot: Robot, models: list[mujoco.MjModel], control: np.ndarray) -> Callable[[], float]:
-    """One control step of ``len(models)`` worlds from home with ``mujoco.rollout``, as the old backend made it."""
-    model, n = robot.model, len(models)
-    runner = mujoco.rollout.Rollout(nthread=2)
-    datas = [mujoco.MjData(model) for _ in range(2)]
-    data = mujoco.MjData(model)
-    data.qpos[:] = robot.home_qpos
-    nstate = mujoco.mj_stateSize(model, mujoco.mjtState.mjSTATE_FULLPHYSICS)
-    initial = np.empty(nstate)
-    mujoco.mj_getState(model, data, initial, mujoco.mjtState.mjSTATE_FULLPHYSICS)
-    initial = np.tile(initial, (n, 1))
-    states, sensors = np.empty((n, robot.substeps, nstate)), np.empty((n, robot.substeps, model.nsensordata))
-    warmstart = np.zeros((n, model.nv))
-
-    def run() -> float:
-        start = time.perf_counter()
-        runner.rollout(
-            models, datas, initial, control, skip_checks=True, nstep=robot.substeps, initial_warmstart=warmstart, state=states, sensordata=sensors
-        )
-        return time.perf_counter() - start
-
-    return run
 
 
 def main() -> None:
@@ -104,13 +58,13 @@ def main() -> None:
             model_field(world_model, field)[...] = values[world]
     control = _random_walk_controls(robot, n, 1, np.random.default_rng(0))
     timers = {
-        BASELINE: batch_timer(robot, n, {}, control),
-        "batch: nominal values expanded per world": batch_timer(robot, n, nominal, control),
-        "batch: per-world randomized values": batch_timer(robot, n, draws, control),
-        "batch: one randomized draw for every world": batch_timer(robot, n, first_draw, control),
-        "batch: 256 randomized draws in blocks of worlds": batch_timer(robot, n, pooled, control),
-        "rollout: shared nominal model": rollout_timer(robot, [model] * n, control),
-        "rollout: per-world randomized model copies": rollout_timer(robot, copies, control),
+        BASELINE: raw_batch_timer(robot, control),
+        "batch: nominal values expanded per world": raw_batch_timer(robot, control, nominal),
+        "batch: per-world randomized values": raw_batch_timer(robot, control, draws),
+        "batch: one randomized draw for every world": raw_batch_timer(robot, control, first_draw),
+        "batch: 256 randomized draws in blocks of worlds": raw_batch_timer(robot, control, pooled),
+        "rollout: shared nominal model": raw_rollout_timer(robot, control),
+        "rollout: per-world randomized model copies": raw_rollout_timer(robot, control, copies),
     }
 
     times: dict[str, list[float]] = {name: [] for name in timers}

@@ -63,28 +63,31 @@ def _random_walk_controls(robot: Robot, num_envs: int, steps: int, rng: np.rando
     return np.ascontiguousarray(np.repeat(ctrl, robot.substeps, axis=1))
 
 
-def _raw_timers(robot: Robot, num_envs: int, steps: int) -> dict[str, Callable[[], float]]:
-    """Functions that each step the worlds ``steps`` control steps from home in one raw call and return its seconds.
-
-    ``batch`` is ``mujoco.batch`` (what the cpu backend runs on: the ceiling),
-    ``rollout`` is ``mujoco.rollout`` (what it ran on before), with the
-    per-thread MjData, zero warmstart and ``skip_checks`` the old backend used.
-    """
-    model = robot.model
-    nthread = min(os.cpu_count() or 1, num_envs)
-    control = _random_walk_controls(robot, num_envs, steps, np.random.default_rng(0))
-    nstep = steps * robot.substeps
-
-    batch = mujoco.batch.Batch(model, num_envs, nthread=nthread)
+def raw_batch_timer(robot: Robot, control: np.ndarray, fields: dict[str, np.ndarray] | None = None) -> Callable[[], float]:
+    """A function that steps ``len(control)`` worlds from home under ``control`` (N, nstep, nu) in one
+    ``Batch.rollout`` call and returns its seconds; ``fields`` (name -> (N, ...)) are expanded per world first."""
+    num_envs, nstep = control.shape[:2]
+    batch = mujoco.batch.Batch(robot.model, num_envs, nthread=min(os.cpu_count() or 1, num_envs))
+    for name, values in (fields or {}).items():
+        batch.expand(name)[...] = values
     batch.bind("qpos")[...] = robot.home_qpos
     home_rows = batch.state.copy()
 
-    def run_batch() -> float:
-        batch.state[...] = home_rows
+    def run() -> float:
+        batch.state[...] = home_rows  # as the cpu backend writes every world's state each call
         start = time.perf_counter()
         batch.rollout(nstep, control=control, record=())
         return time.perf_counter() - start
 
+    return run
+
+
+def raw_rollout_timer(robot: Robot, control: np.ndarray, models: list[mujoco.MjModel] | None = None) -> Callable[[], float]:
+    """The same with ``mujoco.rollout`` as the cpu backend used it before (per-thread MjData, zero warmstart,
+    ``skip_checks``), world ``w`` stepping ``models[w]`` (default: the robot's model for all)."""
+    model = robot.model
+    num_envs, nstep = control.shape[:2]
+    nthread = min(os.cpu_count() or 1, num_envs)
     runner = mujoco.rollout.Rollout(nthread=nthread if nthread > 1 else 0)
     datas = [mujoco.MjData(model) for _ in range(max(nthread, 1))]
     data = mujoco.MjData(model)
@@ -95,17 +98,24 @@ def _raw_timers(robot: Robot, num_envs: int, steps: int) -> dict[str, Callable[[
     initial = np.ascontiguousarray(np.tile(initial, (num_envs, 1)))
     states = np.empty((num_envs, nstep, nstate))
     sensors = np.empty((num_envs, nstep, model.nsensordata))
-    models = [model] * num_envs
+    models = models or [model] * num_envs
     warmstart = np.zeros((num_envs, model.nv))
 
-    def run_rollout() -> float:
+    def run() -> float:
         start = time.perf_counter()
         runner.rollout(
             models, datas, initial, control, skip_checks=True, nstep=nstep, initial_warmstart=warmstart, state=states, sensordata=sensors
         )
         return time.perf_counter() - start
 
-    return {"batch": run_batch, "rollout": run_rollout}
+    return run
+
+
+def _raw_timers(robot: Robot, num_envs: int, steps: int) -> dict[str, Callable[[], float]]:
+    """Raw timers of ``steps`` control steps of random-walk controls: ``batch`` (what the cpu backend runs on:
+    the ceiling) and ``rollout`` (what it ran on before)."""
+    control = _random_walk_controls(robot, num_envs, steps, np.random.default_rng(0))
+    return {"batch": raw_batch_timer(robot, control), "rollout": raw_rollout_timer(robot, control)}
 
 
 def _env_timer(env: ReachEnv, steps: int, seed: int) -> tuple[Callable[[], float], float]:
