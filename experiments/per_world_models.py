@@ -50,7 +50,7 @@ def main() -> None:
     draws = {field: np.asarray(values, np.float64) for field, values in DomainSampler(robot, resolve_profile("default", robot)).sample(jax.random.key(0), n).model.items()}
     nominal = {field: np.broadcast_to(model_field(model, field), values.shape) for field, values in draws.items()}
     first_draw = {field: np.broadcast_to(values[0], values.shape) for field, values in draws.items()}
-    blocks = (np.arange(n) * 256) // n
+    blocks = (np.arange(n) * min(256, n)) // n
     pooled = {field: values[blocks] for field, values in draws.items()}
     copies = [copy.copy(model) for _ in range(n)]
     for world, world_model in enumerate(copies):
