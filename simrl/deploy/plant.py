@@ -32,6 +32,12 @@ class MotorPlant(Protocol):
     def set_command(self, motor: int, position: float, velocity: float, kp: float, kd: float, torque: float) -> None:
         """The motor's new MIT-law set point; takes effect after the reality's command latency."""
 
+    def set_torque_limit(self, motor: int, share: float) -> None:
+        """Cap the motor's torque at ``share`` (0..1) of its rated limit, as a servo's Torque_Limit register does."""
+
+    def set_deadband(self, motor: int, radians: float) -> None:
+        """A position error within ``radians`` drives no torque (a servo's dead zone); 0 for a torque motor."""
+
     def sample(self, motor: int) -> MotorSample:
         """The motor's measured state (with the reality's encoder noise and resolution)."""
 

@@ -242,6 +242,8 @@ class RealityPlant:
         self._kv_scale = self._per_motor(reality.kv_scale, 1.0)
         self._rated = np.asarray(motor_limits, dtype=float)
         self._limit = self._rated * self._per_motor(reality.force_limit_scale, 1.0)
+        self._share = np.ones(self.num_motors)  # the firmware's torque cap, a share of the limit
+        self._deadband = np.zeros(self.num_motors)  # rad
         self._pos_bias = self._per_motor(reality.joint_values("obs_joint_pos_noise"), 0.0)
         self._vel_bias = self._per_motor(reality.joint_values("obs_joint_vel_noise"), 0.0)
         self._resolution = self._per_motor(reality.joint_values("encoder_resolution"), 0.0)
@@ -297,6 +299,20 @@ class RealityPlant:
             due = self._steps * self.model.opt.timestep + self.reality.command_latency
             self._pending.append((due, motor, (position, velocity, kp, kd, torque)))
 
+    def set_torque_limit(self, motor: int, share: float) -> None:
+        """Cap the torque at ``share`` of the (reality's) limit from the next substep; the reported torque is capped alike."""
+        if not 0.0 <= share <= 1.0:
+            raise SimrlError(f"set_torque_limit: share = {share} must lie in [0, 1]")
+        with self._lock:
+            self._share[motor] = share
+
+    def set_deadband(self, motor: int, radians: float) -> None:
+        """A position error within ``radians`` of the set point drives no proportional torque (the servo's dead zone)."""
+        if radians < 0:
+            raise SimrlError(f"set_deadband: radians = {radians} must not be negative")
+        with self._lock:
+            self._deadband[motor] = radians
+
     @property
     def applied_torque(self) -> np.ndarray:
         """(num_motors,) the torque each motor really applied on the last substep: the truth behind the reported torque."""
@@ -349,10 +365,12 @@ class RealityPlant:
             self._commands[motor] = command
         q, dq = self._data.qpos[self._qpos_adr], self._data.qvel[self._dof_adr]
         target, rate, kp, kd, ff = self._commands.T
-        tau = self._kp_scale * kp * (target - q) + self._kv_scale * kd * (rate - dq) + ff
-        self._torque = np.where(self._enabled, np.clip(tau, -self._limit, self._limit), 0.0)
-        believed = kp * (target - q) + kd * (rate - dq) + ff
-        self._reported = np.where(self._enabled, np.clip(believed, -self._rated, self._rated), 0.0)
+        error = np.where(np.abs(target - q) <= self._deadband, 0.0, target - q)
+        tau = self._kp_scale * kp * error + self._kv_scale * kd * (rate - dq) + ff
+        limit, rated = self._limit * self._share, self._rated * self._share
+        self._torque = np.where(self._enabled, np.clip(tau, -limit, limit), 0.0)
+        believed = kp * error + kd * (rate - dq) + ff
+        self._reported = np.where(self._enabled, np.clip(believed, -rated, rated), 0.0)
         self._data.qfrc_applied[self._dof_adr] = self._torque
         mujoco.mj_step(self.model, self._data)
         self._steps += 1

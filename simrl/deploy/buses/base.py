@@ -5,15 +5,24 @@ torque, in the order of its ``motor_names``. Calibration (zero offsets and
 direction signs) is the bridge's job, so one bus class serves every arm that
 uses its motor family (LeRobot's layering: abstract bus -> vendor bus).
 
-Every motor family this project drives takes an impedance ("MIT") command —
-``tau = kp (q_des - q) + kd (dq_des - dq) + tau_ff`` — and answers each command
-with its measured state. The bridge uses two exchanges per control tick: a
-``read`` at the deadline (every motor's state, no new set point), then, once the
-next command is computed from that fresh state, an ``exchange`` that sends it
-at once; so a command acts about one inference time after the state it came
-from, not a whole period later (the training env has no such delay). A motor
-whose reply does not arrive in time is reported as not fresh; deciding what
-that means (hold, then stop) is the bridge's job.
+Two kinds of motor fit the same ``MotorCommand``. A torque ("MIT") motor
+(Damiao) runs ``tau = kp (q_des - q) + kd (dq_des - dq) + tau_ff`` from every
+field. A position servo (Feetech, Dynamixel) closes its own loop with the gains
+in its control table: it takes ``position`` and ignores the impedance fields.
+Both honour ``effort``, the share of each motor's torque the bus may use: 1
+while running; the bridge's safe stop ramps it to 0 before ``disable``, and each
+bus maps it onto what its motors have (Damiao: kp scaled down with kd kept, so
+the arm settles under damping; Feetech: the RAM Torque_Limit, never the
+EEPROM gains; Dynamixel: Goal PWM). Readings carry decoded values (``enabled``,
+a ``fault`` reason), never a vendor's codes.
+
+The bridge uses two exchanges per control tick: a ``read`` at the deadline
+(every motor's state, no new set point), then, once the next command is
+computed from that fresh state, an ``exchange`` that sends it at once; so a
+command acts about one inference time after the state it came from, not a whole
+period later (the training env has no such delay). A motor whose reply does not
+arrive in time is reported as not fresh; deciding what that means (hold, then
+stop) is the bridge's job.
 """
 
 from __future__ import annotations
@@ -39,12 +48,15 @@ class MotorCommand:
     kp: np.ndarray
     kd: np.ndarray
     torque: np.ndarray
+    effort: np.ndarray  # share of each motor's torque the bus may use, 0..1 (1 while running; the safe stop ramps it to 0)
 
     @classmethod
-    def hold(cls, position: np.ndarray, kp: np.ndarray, kd: np.ndarray) -> "MotorCommand":
-        """Stay at ``position`` with the given gains and no feed-forward."""
-        zeros = np.zeros_like(position, dtype=np.float64)
-        return cls(np.asarray(position, np.float64), zeros, np.asarray(kp, np.float64), np.asarray(kd, np.float64), zeros)
+    def hold(cls, position: np.ndarray, kp: np.ndarray, kd: np.ndarray, effort: float | np.ndarray = 1.0) -> "MotorCommand":
+        """Stay at ``position`` with the given gains, no feed-forward, and ``effort`` of the motors' torque."""
+        position = np.asarray(position, np.float64)
+        zeros = np.zeros_like(position)
+        share = np.broadcast_to(np.asarray(effort, np.float64), position.shape).copy()
+        return cls(position, zeros, np.asarray(kp, np.float64), np.asarray(kd, np.float64), zeros, share)
 
 
 @dataclass(frozen=True)
@@ -52,16 +64,19 @@ class MotorReadings:
     """Each motor's latest reply, arrays of shape (n,) in motor space.
 
     ``fresh[i]`` is False when motor i did not answer this exchange; its other
-    entries then repeat the last reply received (NaN before any). ``status`` is
-    the motor's own state code (Damiao: 0 disabled, 1 enabled, 8+ faults; -1 no
-    reply yet).
+    entries then repeat the last reply received (NaN before any, ``enabled``
+    False, no fault). ``enabled[i]`` is the motor's own report that its torque
+    is on; ``fault[i]`` is "" for a healthy motor, else the reason decoded at the
+    bus ("over-current", "overload", "input voltage"), which the bridge stops on
+    and logs as it is.
     """
 
     position: np.ndarray
     velocity: np.ndarray
     torque: np.ndarray
     fresh: np.ndarray  # bool
-    status: np.ndarray  # int
+    enabled: np.ndarray  # bool
+    fault: tuple[str, ...]  # "" or the reason, per motor
     stamp: float  # time.monotonic() when the exchange finished
 
 
@@ -74,7 +89,7 @@ class MotorBus(Protocol):
         """Connect to the wire; raises ``BusError`` naming the interface and channel if it cannot."""
 
     def enable(self) -> MotorReadings:
-        """Switch every motor to torque-on (MIT mode) and return their first replies."""
+        """Configure the motors as the arm expects (mode, gains, limits), switch their torque on, return their first replies."""
 
     def read(self) -> MotorReadings:
         """Ask every motor for its state without changing its set point; replies that arrive within the reply timeout.
@@ -88,7 +103,7 @@ class MotorBus(Protocol):
         """Send one command to every motor and collect the replies that arrive within the reply timeout."""
 
     def disable(self) -> MotorReadings:
-        """Switch every motor's torque off; returns the replies (status 0 confirms)."""
+        """Switch every motor's torque off; returns the replies (``enabled`` False confirms)."""
 
     def close(self) -> None:
         """Release the wire; safe to call twice."""
