@@ -73,6 +73,7 @@ class PtySerialLink:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._closed = False
+        self._line_free_at = 0.0  # when the last byte on the wire (request or reply) has gone by
 
     def start(self) -> "PtySerialLink":
         self._thread = threading.Thread(target=self._serve, name=f"serial-link {self.port}", daemon=True)
@@ -112,7 +113,10 @@ class PtySerialLink:
             if not data:
                 continue
             baud = self.firmware.baud()
-            sent_at = arrived + wire_time(len(data), baud)  # the request's last byte leaves the client's UART
+            # The request's last byte leaves the client's UART: it could not start before the line was free
+            # (a client writing two requests back to back, the second arriving in its own chunk, waits for the first).
+            sent_at = max(arrived, self._line_free_at) + wire_time(len(data), baud)
+            self._line_free_at = sent_at
             for reply in self.firmware.receive(data):
                 ready_at = sent_at + reply.delay_s + wire_time(len(reply.data), baud)
                 wait_until(ready_at)
@@ -120,4 +124,4 @@ class PtySerialLink:
                     os.write(self._master, reply.data)
                 except OSError:
                     return
-                sent_at = ready_at
+                sent_at = self._line_free_at = ready_at
