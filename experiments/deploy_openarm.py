@@ -145,7 +145,7 @@ def markdown(result: dict[str, Any]) -> str:
         f"| observation + inference + mapping p99 (ms) | {_fmt(main['inference_p99_ms'])} | |",
         f"| safety events | {main['safety_events'] or 'none'} | |",
         f"| stale replies (motor-ticks) | {main['stale_replies']} | |",
-        f"| stop | {main['stop_reason']}, exit {main['exit_code']}, final motor status {main['final_status']} | |",
+        f"| stop | {main['stop_reason']}, exit {main['exit_code']}, motors torque off after disable {main['final_enabled'].count(False)}/{len(main['final_enabled'])} | |",
         "",
         f"Loop thread scheduling: {result['scheduling']}. Final distances (mm): {', '.join(_fmt(d, 1) for d in main['final_distances_mm'])}.",
         "",

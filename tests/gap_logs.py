@@ -3,7 +3,7 @@
 ``simrl deploy --emulate`` runs the arm in real time; a 30 s excitation takes
 30 s. Here the same ``RealityPlant`` (the arm under a drawn reality, MIT law per
 substep, command latency, encoder noise) is driven tick by tick without a wall
-clock, and the rows go into a version 2 deploy log exactly as the bridge
+clock, and the rows go into a deploy log (the current format) exactly as the bridge
 writes them (``DeployLog``, format 2): read at the deadline, command out right after.
 """
 
@@ -79,7 +79,7 @@ def write_synthetic_log(
     reality_seed: int = 0,
     period: float = 0.02,
 ) -> dict:
-    """Drive the emulated arm through an excitation in simulated time and write a version 2 deploy log; returns the truth."""
+    """Drive the emulated arm through an excitation in simulated time and write a deploy log; returns the truth."""
     joints = list(robot.config.arm_joints) + list(robot.config.gripper_joints)
     drawn = load_reality(reality, robot, reality_seed)
     plant = RealityPlant(robot, drawn, joints, motor_torque_limits(robot, joints))
@@ -101,7 +101,7 @@ def write_synthetic_log(
                 t_done=t + INFERENCE_S + 0.0004, phase=3, goal=-1, overrun=0, safety=0,
                 command_position=targets[k].copy(), command_kp=command_kp, command_kd=command_kd, command_fresh=np.ones(n, bool),
                 position=np.array([s.position for s in samples]), velocity=np.array([s.velocity for s in samples]),
-                torque=np.array([s.torque for s in samples]), fresh=np.ones(n, bool), status=np.ones(n, int),
+                torque=np.array([s.torque for s in samples]), fresh=np.ones(n, bool), enabled=np.ones(n, bool), fault=("",) * n,
                 observation=np.full(1, np.nan, np.float32), action=np.full(1, np.nan, np.float32),
             )
         )

@@ -18,6 +18,7 @@ from simrl.deploy.buses.damiao import (
     DamiaoMotor,
     pack_mit_command,
     pack_mit_reply,
+    decode_status,
     pack_param,
     unpack_mit_command,
     unpack_mit_reply,
@@ -143,6 +144,15 @@ def test_mit_reply_unpacks_hand_written_bytes() -> None:
     assert fault[2:5] == pytest.approx((12.5, 45.0, 54.0))
 
 
+@pytest.mark.parametrize(
+    ("status", "decoded"),
+    # ROBOTS.md (Damiao): 0 disabled, 1 enabled, 9 under-voltage, 0xD lost communication; 3 is not a documented state.
+    [(0x0, (False, "")), (0x1, (True, "")), (0x9, (False, "under-voltage")), (0xD, (False, "lost communication")), (0x3, (False, "unknown state 0x3"))],
+)
+def test_the_state_nibble_decodes_to_enabled_and_a_fault_reason(status: int, decoded: tuple[bool, str]) -> None:
+    assert decode_status(status) == decoded
+
+
 def test_param_frames_match_hand_computed_bytes() -> None:
     # write RID 10 (uint32) = 1 to motor 3: [03, 00, 55, 0A, 01 00 00 00]
     assert pack_param(3, 0x55, 10, 1) == bytes.fromhex("03 00 55 0A 01 00 00 00")
@@ -214,11 +224,11 @@ def assert_matches_plant(readings: object, plant: FakePlant, skip: frozenset[int
         assert abs(readings.torque[i] - sample.torque) <= step["tau"]  # type: ignore[attr-defined]
 
 
-def test_enable_puts_motors_in_mit_mode_and_reports_status_1(bus: DamiaoBus, plant: FakePlant) -> None:
+def test_enable_puts_motors_in_mit_mode_and_reports_them_enabled(bus: DamiaoBus, plant: FakePlant) -> None:
     bus.write_param("joint2", 10, 2)  # leave one motor in position-velocity mode
     assert bus.read_param("joint2", 10) == 2
     readings = bus.enable()
-    assert readings.status.tolist() == [1] * 7 and readings.fresh.all()
+    assert readings.enabled.all() and readings.fault == ("",) * 7 and readings.fresh.all()
     assert plant.enabled == [True] * 7
     assert bus.read_param("joint2", 10) == 1
     assert bus.read_param("joint5", 21) == 12.5  # PMAX, a float register
@@ -234,9 +244,10 @@ def test_exchange_delivers_commands_and_returns_plant_state(bus: DamiaoBus, plan
         kp=np.array([240, 240, 240, 240, 24, 31, 25.0]),
         kd=np.array([5, 5, 3, 5, 0.3, 0.3, 0.3]),
         torque=np.linspace(3, -3, 7),
+        effort=np.ones(7),
     )
     readings = bus.exchange(command)
-    assert readings.fresh.all() and readings.status.tolist() == [1] * 7
+    assert readings.fresh.all() and readings.enabled.all()
     assert_matches_plant(readings, plant)
     assert sorted(c[0] for c in plant.commands) == list(range(7))
     for motor, q, dq, kp, kd, tau in plant.commands:
@@ -252,7 +263,7 @@ def test_exchange_delivers_commands_and_returns_plant_state(bus: DamiaoBus, plan
 
 def test_disabled_motors_answer_but_ignore_mit_commands(bus: DamiaoBus, plant: FakePlant) -> None:
     readings = bus.exchange(MotorCommand.hold(np.ones(7), np.full(7, 50.0), np.ones(7)))
-    assert readings.fresh.all() and readings.status.tolist() == [0] * 7
+    assert readings.fresh.all() and not readings.enabled.any()
     assert plant.commands == []
 
 
@@ -296,20 +307,22 @@ def test_a_fault_blocks_enable_until_cleared(channel: str, emulator: DamiaoEmula
         bus.enable()
         emulator.inject_fault(3, 0xA)
         readings = bus.exchange(MotorCommand.hold(np.zeros(7), np.full(7, 10.0), np.ones(7)))
-        assert readings.status.tolist() == [1, 1, 1, 0xA, 1, 1, 1] and not plant.enabled[3]
+        assert readings.enabled.tolist() == [True] * 3 + [False] + [True] * 3 and not plant.enabled[3]
+        assert readings.fault == ("",) * 3 + ("over-current",) + ("",) * 3  # status 0xA, decoded at the bus
         fault = r"enable failed after 2 tries: motor 'joint4' .* answered status 0xa \(over-current\)$"
         with pytest.raises(BusError, match=fault):
             bus.enable()
-        assert bus.clear_errors().status.tolist() == [1, 1, 1, 0, 1, 1, 1]
-        assert bus.enable().status.tolist() == [1] * 7 and plant.enabled[3]
+        cleared = bus.clear_errors()
+        assert cleared.enabled.tolist() == [True] * 3 + [False] + [True] * 3 and cleared.fault == ("",) * 7
+        assert bus.enable().enabled.all() and plant.enabled[3]
     finally:
         wire.shutdown()
 
 
-def test_disable_reports_status_0_and_frees_the_plant(bus: DamiaoBus, plant: FakePlant) -> None:
+def test_disable_reports_torque_off_and_frees_the_plant(bus: DamiaoBus, plant: FakePlant) -> None:
     bus.enable()
     readings = bus.disable()
-    assert readings.status.tolist() == [0] * 7 and readings.fresh.all()
+    assert not readings.enabled.any() and readings.fault == ("",) * 7 and readings.fresh.all()
     assert plant.enabled == [False] * 7
 
 
@@ -326,7 +339,7 @@ def test_refresh_reads_state_without_commanding(bus: DamiaoBus, plant: FakePlant
     readings = bus.refresh()
     assert readings.fresh.all() and plant.commands == []
     assert_matches_plant(readings, plant)
-    assert bus.clear_errors().status.tolist() == [0] * 7
+    assert not bus.clear_errors().enabled.any()
 
 
 def test_read_asks_for_state_once_within_the_reply_timeout(channel: str, emulator: object, plant: FakePlant) -> None:
@@ -342,7 +355,7 @@ def test_read_asks_for_state_once_within_the_reply_timeout(channel: str, emulato
         wire.shutdown()
     assert plant.commands == []  # a refresh request, never an MIT command
     assert readings.fresh.tolist() == [True, True, False, True, True, True, True]
-    assert readings.status.tolist() == [1] * 7  # the state reply, status included (joint3's is its last, from enable)
+    assert readings.enabled.all()  # the state reply, torque state included (joint3's is its last, from enable)
     assert 0.045 < elapsed < 0.9  # waited the reply timeout for joint3, once
     assert_matches_plant(readings, plant, skip=frozenset({2}))
 

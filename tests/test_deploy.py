@@ -316,21 +316,21 @@ def test_a_lost_bus_stops_the_run_and_still_tries_to_disable(tmp_path: Path, ope
     assert arrays["safety"][11] & SafetyEvent.BUS_ERROR and not arrays["fresh"][11].any()
     assert (arrays["phase"][12:] == PHASE_SHUTDOWN).all()  # the shutdown tried: its first exchange failed too
     assert events(log)[-4:] == ["bus_error", "bus_error", "disable_failed", "stopped"] and buses[0].closed
-    assert outcome.final_status == [-1] * 8
+    assert outcome.final_enabled == [None] * 8 and outcome.final_faults == [""] * 8
 
 
 @pytest.mark.parametrize("where", ["read", "exchange"])
-@pytest.mark.parametrize(("bad", "event", "detail"), [("fault", SafetyEvent.MOTOR_FAULT, "motor not enabled: joint3 status 0xa"), ("nan", SafetyEvent.BAD_READING, "a reply decoded to NaN")])
+@pytest.mark.parametrize(("bad", "event", "detail"), [("fault", SafetyEvent.MOTOR_FAULT, "motor fault: joint3 (over-current)"), ("nan", SafetyEvent.BAD_READING, "a reply decoded to NaN")])
 def test_a_fault_or_nan_in_either_exchange_of_a_tick_stops_the_run(tmp_path: Path, openarm: Robot, where: str, bad: str, event: SafetyEvent, detail: str) -> None:
-    """Tick 9's read or command reply says joint3 is over-current (0xA) or decodes to NaN: that tick is the last before the shutdown."""
+    """Tick 9's read or command reply says joint3 is over-current or decodes to NaN: that tick is the last before the shutdown."""
 
     class BadReply(FailingBus):
         def _spoil(self, readings: MotorReadings) -> MotorReadings:
             if self._reads != 10:
                 return readings
-            status, position = readings.status.copy(), readings.position.copy()
-            status[2], position[2] = (0xA, position[2]) if bad == "fault" else (status[2], np.nan)
-            return MotorReadings(position, readings.velocity, readings.torque, readings.fresh, status, readings.stamp)
+            fault, position = list(readings.fault), readings.position.copy()
+            fault[2], position[2] = ("over-current", position[2]) if bad == "fault" else (fault[2], np.nan)
+            return MotorReadings(position, readings.velocity, readings.torque, readings.fresh, readings.enabled, tuple(fault), readings.stamp)
 
         def read(self) -> MotorReadings:
             readings = super().read()
@@ -348,7 +348,8 @@ def test_a_fault_or_nan_in_either_exchange_of_a_tick_stops_the_run(tmp_path: Pat
     assert outcome.stop_reason == "fault" and outcome.detail == detail
     assert arrays["safety"][9] & event and (arrays["phase"][10:] == PHASE_SHUTDOWN).all()
     assert np.isnan(arrays["command_position"][9]).all() == (where == "read")  # a bad read sends nothing; a bad command reply came after sending
-    assert "fault" in events(log) and outcome.final_status == [0] * 8
+    assert "fault" in events(log) and outcome.final_enabled == [False] * 8
+    assert arrays["fault"][9].tolist() == ["", "", "over-current" if (bad, where) == ("fault", "read") else ""] + [""] * 5  # the row logs its read
 
 
 def test_overruns_are_counted_and_the_deadline_grid_kept(tmp_path: Path, openarm: Robot) -> None:
@@ -451,17 +452,19 @@ def test_each_tick_reads_then_sends_the_command_computed_from_that_reading_withi
     assert figures["obs_to_command_p50_ms"] == figures["obs_to_command_max_ms"] == pytest.approx(INFERENCE_S * 1000)
 
 
-def test_a_v2_log_carries_the_read_and_command_times_and_says_its_timing(tmp_path: Path, openarm: Robot) -> None:
+def test_a_v3_log_carries_the_read_and_command_times_the_decoded_motor_state_and_says_its_timing(tmp_path: Path, openarm: Robot) -> None:
     plan = prepare(fast_request(write_policy(tmp_path / "policy.onnx", openarm, 0.1), ticks=6))
     _, _, log = sim_run(plan)
     log.write(tmp_path / "log.npz")
     arrays, meta = read_log(tmp_path / "log.npz")
-    assert FORMAT_VERSION == 2 and meta["format_version"] == 2 and meta["timing"] == "read-compute-send"
+    assert FORMAT_VERSION == 3 and meta["format_version"] == 3 and meta["timing"] == "read-compute-send"
     assert meta["phases"] == {"home": 0, "policy": 1, "shutdown": 2, "excite": 3}
     times = ("t_deadline", "t_read_send", "t_read", "t_inference", "t_command", "t_done")
     assert set(times) <= set(arrays) and "t_send" not in arrays
     n = len(arrays["phase"])
     assert arrays["command_fresh"].shape == (n, 8) and arrays["command_fresh"].all()
+    assert arrays["enabled"].dtype == bool and arrays["enabled"].all() and "motor_status" not in arrays  # no vendor codes
+    assert arrays["fault"].shape == (n, 8) and (arrays["fault"] == "").all()
     ordered = np.stack([arrays[t] for t in ("t_deadline", "t_read_send", "t_read", "t_command", "t_done")])
     assert (np.diff(ordered, axis=0) >= 0).all()  # each tick: due, read out, read in, command out, done
 
@@ -535,7 +538,7 @@ def test_a_signal_stops_deploy_safely_disables_and_exits_non_zero(tmp_path: Path
     summary = json.loads(out)
     assert summary["stop_reason"] == meta["summary"]["stop_reason"] == reason
     assert reason in events(meta) and "disabled" in events(meta)
-    assert meta["summary"]["final_status"] == [0] * 8  # every motor confirmed torque off
+    assert meta["summary"]["final_enabled"] == [False] * 8  # every motor confirmed torque off
     assert (arrays["phase"][-1] == PHASE_SHUTDOWN) and arrays["command_kp"][-1].max() == 0.0  # gains ramped down first
     assert (arrays["phase"] == PHASE_HOME).any()
 
@@ -551,5 +554,5 @@ def test_emulate_serves_a_deploy_in_another_process(tmp_path: Path, openarm: Rob
         finally:
             server.send_signal(signal.SIGINT)
             server.communicate(timeout=TIMEOUT)
-    assert summary.stop_reason == "completed" and summary.final_status == [0] * 8 and summary.policy_ticks == 6
+    assert summary.stop_reason == "completed" and summary.final_enabled == [False] * 8 and summary.policy_ticks == 6
     assert server.returncode == 130

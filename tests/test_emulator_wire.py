@@ -131,14 +131,14 @@ def socketcand_bus(server: SocketcandServer, channel: str = "can0") -> DamiaoBus
 
 def test_exchange_through_python_can_socketcand_client(server: SocketcandServer, plant: FakePlant) -> None:
     with socketcand_bus(server) as bus:
-        assert bus.enable().status.tolist() == [1] * 7
+        assert bus.enable().enabled.all()
         command = MotorCommand.hold(np.linspace(-1, 1, 7), np.full(7, 30.0), np.full(7, 1.0))
         for _ in range(3):
             readings = bus.exchange(command)
             assert readings.fresh.all()
             assert_matches_plant(readings, plant)
         assert len(plant.commands) == 21
-        assert bus.disable().status.tolist() == [0] * 7
+        assert not bus.disable().enabled.any()
     assert plant.enabled == [False] * 7
 
 

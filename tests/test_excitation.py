@@ -140,7 +140,7 @@ def test_deploy_excite_on_the_emulated_arm_logs_the_levels_and_the_motion(tmp_pa
     assert summary["stop_reason"] == "completed" and summary["policy"] is None and summary["excitation"].startswith("mixed on joint1")
     assert summary["obs_to_command_p50_ms"] < 0.25 * 20  # the command leaves right after the reading, not a period later
     arrays, meta = read_log(path)
-    assert meta["format_version"] == 2 and meta["excitation"]["signal"] == "mixed" and meta["reality"]["reality"] == "openarm-sysid"
+    assert meta["format_version"] == 3 and meta["excitation"]["signal"] == "mixed" and meta["reality"]["reality"] == "openarm-sysid"
     assert meta["excitation"]["groups"] == [[joint] for joint in ARM] and meta["excitation"]["seed"] == 0
     excite = arrays["phase"] == PHASE_EXCITE
     assert excite.sum() == meta["excitation"]["ticks"] == summary["excite_ticks"]

@@ -41,9 +41,9 @@ def rewrite(source: Path, target: Path, **changes) -> Path:
     return target
 
 
-def test_a_version_2_log_reads_commands_after_the_reading_they_came_from(log: Path, openarm: Robot) -> None:
+def test_a_current_log_reads_commands_after_the_reading_they_came_from(log: Path, openarm: Robot) -> None:
     recording = read_recording(log, openarm)
-    assert recording.version == 2 and recording.joints == tuple(openarm.config.arm_joints) + ("finger_joint1",)
+    assert recording.version == 3 and recording.joints == tuple(openarm.config.arm_joints) + ("finger_joint1",)
     assert recording.period == pytest.approx(0.02)
     assert np.allclose(recording.command_to_read_delay, INFERENCE_S)
     assert recording.moving_joints == tuple(openarm.config.arm_joints)

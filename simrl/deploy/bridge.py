@@ -49,9 +49,6 @@ from simrl.deploy.safety import SafetyEvent, check_action, check_velocity, clamp
 from simrl.robots import Robot
 from simrl.tasks.reach import ReachState, ReachTask
 
-STATUS_ENABLED = 1  # the motors' "enabled" state code (MotorReadings.status)
-
-
 def observe(task: ReachTask, joint_pos: np.ndarray, joint_vel: np.ndarray, state: ReachState) -> np.ndarray:
     """The policy's observation from measured arm joints: the env's ``_observe`` lines, in float32 like the env."""
     pos = np.asarray(joint_pos, dtype=np.float32)
@@ -154,7 +151,8 @@ class BridgeOutcome:
     stop_reason: str  # completed, interrupted, terminated or fault
     detail: str
     goals: list[GoalResult]  # empty for an excitation run
-    final_status: list[int]  # each motor's state code after disable (-1: never answered)
+    final_enabled: list[bool | None]  # each motor's torque state after disable (False confirms it off; None: no reply)
+    final_faults: list[str]  # each motor's fault after disable ("" healthy or no reply)
 
 
 class Bridge:
@@ -207,16 +205,16 @@ class Bridge:
             reason, detail = "interrupted", ""
             self.log.event(self.clock.now(), reason)
         finally:
-            final_status = self._shutdown()
+            final_enabled, final_faults = self._shutdown()
             self.log.event(self.clock.now(), "stopped", reason + (f": {detail}" if detail else ""))
-        return BridgeOutcome(stop_reason=reason, detail=detail, goals=results, final_status=final_status)
+        return BridgeOutcome(reason, detail, results, final_enabled, final_faults)
 
     # -- phases
 
     def _start(self) -> None:
         self.bus.open()
         readings = self.calibration.to_joint(self.bus.enable())
-        self.log.event(self.clock.now(), "enabled", f"status {readings.status.tolist()}")
+        self.log.event(self.clock.now(), "enabled", _torque_text(self.calibration.joints, readings))
         if not (readings.fresh.all() and np.isfinite(readings.position).all()):
             silent = [j for j, ok in zip(self.calibration.joints, readings.fresh) if not ok]
             raise _Stop("fault", f"no position from {', '.join(silent) or 'some motor'} at enable")
@@ -295,7 +293,7 @@ class Bridge:
             self.log.ticks[-1].safety |= int(events)
             self._send()
 
-    def _shutdown(self) -> list[int]:
+    def _shutdown(self) -> tuple[list[bool | None], list[str]]:
         """Hold, ramp kp down, disable, close: each step tolerates the bus failing under it."""
         s = self.settings
         now = self.clock.now()
@@ -312,11 +310,14 @@ class Bridge:
                     self._send(strict=False)
             except BusError as exc:
                 self.log.event(self.clock.now(), "bus_error", f"during shutdown: {exc}")
-        status = [-1] * len(self.calibration.joints)
+        n = len(self.calibration.joints)
+        enabled: list[bool | None] = [None] * n
+        faults = [""] * n
         try:
-            readings = self.bus.disable()
-            status = [int(v) for v in readings.status]
-            self.log.event(self.clock.now(), "disabled", f"status {status}")
+            readings = self.calibration.to_joint(self.bus.disable())
+            enabled = [bool(on) if fresh else None for on, fresh in zip(readings.enabled, readings.fresh)]
+            faults = list(readings.fault)
+            self.log.event(self.clock.now(), "disabled", _torque_text(self.calibration.joints, readings))
         except BusError as exc:
             self.log.event(self.clock.now(), "disable_failed", str(exc))
         finally:
@@ -324,7 +325,7 @@ class Bridge:
                 self.bus.close()
             except BusError as exc:
                 self.log.event(self.clock.now(), "close_failed", str(exc))
-        return status
+        return enabled, faults
 
     # -- one tick: read at the deadline (``_tick``), compute (the phase), send at once (``_send``)
 
@@ -397,9 +398,12 @@ class Bridge:
         if not np.isfinite(joint.position[fresh]).all() or not np.isfinite(joint.velocity[fresh]).all():
             return SafetyEvent.BAD_READING, "a reply decoded to NaN"
         names = self.calibration.joints
-        faulty = [f"{names[i]} status {int(joint.status[i]):#x}" for i in np.flatnonzero(fresh & (joint.status != STATUS_ENABLED))]
+        faulty = [f"{names[i]} ({joint.fault[i]})" for i in np.flatnonzero(fresh) if joint.fault[i]]
         if faulty:
-            return SafetyEvent.MOTOR_FAULT, f"motor not enabled: {', '.join(faulty)}"
+            return SafetyEvent.MOTOR_FAULT, f"motor fault: {', '.join(faulty)}"
+        off = [names[i] for i in np.flatnonzero(fresh & ~joint.enabled)]
+        if off:  # torque off without a fault: the motor reset or lost its enable
+            return SafetyEvent.MOTOR_FAULT, f"motor not enabled: {', '.join(off)}"
         return SafetyEvent(0), ""
 
     def _append(self, phase: int, goal: int, read_send: float, read: float, joint: JointState | None, events: SafetyEvent) -> None:
@@ -426,7 +430,8 @@ class Bridge:
                 velocity=nan if joint is None else joint.velocity,
                 torque=nan if joint is None else joint.torque,
                 fresh=np.zeros(n, bool) if joint is None else joint.fresh,
-                status=np.full(n, -1) if joint is None else joint.status,
+                enabled=np.zeros(n, bool) if joint is None else joint.enabled,
+                fault=("",) * n if joint is None else joint.fault,
                 observation=self._nan_obs,
                 action=self._nan_action,
             )
@@ -441,3 +446,9 @@ class Bridge:
         if done > self._deadline:
             self._missed = int((done - self._deadline) // self.settings.period) + 1
             self._deadline += self._missed * self.settings.period
+
+
+def _torque_text(joints: tuple[str, ...], state: JointState) -> str:
+    """Each motor's reply to enable or disable, for the event log: on, off, no reply, or its fault."""
+    replies = zip(joints, state.enabled, state.fault, state.fresh)
+    return ", ".join(f"{joint} {fault or ('on' if on else 'off') if fresh else 'no reply'}" for joint, on, fault, fresh in replies)

@@ -26,7 +26,8 @@ class JointState:
     velocity: np.ndarray
     torque: np.ndarray
     fresh: np.ndarray  # bool
-    status: np.ndarray  # int, the motor's own state code
+    enabled: np.ndarray  # bool, the motor says its torque is on
+    fault: tuple[str, ...]  # "" or the reason the bus decoded, per motor
 
 
 @dataclass(frozen=True)
@@ -52,7 +53,8 @@ class Calibration:
             velocity=self.sign * readings.velocity,
             torque=self.sign * readings.torque,
             fresh=readings.fresh.copy(),
-            status=readings.status.copy(),
+            enabled=readings.enabled.copy(),
+            fault=readings.fault,
         )
 
     def to_motor(self, position: np.ndarray, kp: np.ndarray, kd: np.ndarray) -> MotorCommand:

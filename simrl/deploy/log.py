@@ -2,9 +2,11 @@
 
 It is what the gap checker replays, so it holds what happened (per-tick
 timestamps, observation, raw action, commanded and measured joint state,
-freshness, overruns, safety codes, goal index; format version 2: each row's
-command was computed from that row's reading and left at ``t_command``) together with what it needs to
-interpret that (robot and policy metadata, deploy config, the emulated
+freshness, each motor's decoded state, overruns, safety codes, goal index;
+since format version 2 each row's command was computed from that row's reading
+and left at ``t_command``; version 3 logs each motor's state as ``enabled`` and
+``fault`` (the reason the bus decoded) instead of a vendor's status code)
+together with what it needs to interpret that (robot and policy metadata, deploy config, the emulated
 reality's drawn values, the safety code names, the run summary and the event
 list) as one JSON string under ``meta``. Arrays are plain numeric or string
 arrays and ``meta`` a 0-d string, so ``np.load`` reads it without pickle.
@@ -22,7 +24,7 @@ import numpy as np
 
 from simrl.files import atomic_write
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 # How a tick's timestamps relate to its command (``meta.timing``): read the state at the deadline,
 # compute, send the command at once (``simrl.deploy.bridge``). Version 1 logs (no ``timing`` key)
 # sent the previous tick's command at the deadline and read the replies in the same exchange.
@@ -67,7 +69,8 @@ class Tick:
     velocity: np.ndarray
     torque: np.ndarray  # the torque the motor reports (its current estimate)
     fresh: np.ndarray  # the motor answered this tick's read
-    status: np.ndarray
+    enabled: np.ndarray  # bool: the motor reported its torque on
+    fault: tuple[str, ...]  # "" or the fault reason the bus decoded (over-current, overload, ...)
     observation: np.ndarray
     action: np.ndarray  # raw policy output, before any safety
 
@@ -114,7 +117,8 @@ class DeployLog:
             "velocity": column("velocity", np.float64, m),
             "torque": column("torque", np.float64, m),
             "fresh": column("fresh", bool, m),
-            "motor_status": column("status", np.int16, m),
+            "enabled": column("enabled", bool, m),
+            "fault": column("fault", np.str_, m),
             "observation": column("observation", np.float32, self.obs_size),
             "action": column("action", np.float32, self.action_size),
             "joint_names": np.array(self.joint_names),

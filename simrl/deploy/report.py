@@ -57,7 +57,8 @@ class DeploySummary:
     obs_to_command_max_ms: float | None
     safety_events: dict[str, int]
     stale_replies: int
-    final_status: list[int]
+    final_enabled: list[bool | None]  # each motor's torque after disable: False confirms it off, None: no reply
+    final_faults: list[str]  # each motor's fault reason after disable, "" for none
     log: str
     warnings: list[str] = field(default_factory=list)  # e.g. a policy trained without domain randomization
 
@@ -90,9 +91,15 @@ class DeploySummary:
             what,
             timing,
             delay,
-            f"safety events: {events}; stale replies {self.stale_replies}; final motor status {self.final_status}",
+            f"safety events: {events}; stale replies {self.stale_replies}; motors after disable: {self._final_motors()}",
             f"log: {self.log}",
         ]
+
+
+    def _final_motors(self) -> str:
+        """Each motor's last word: off, on, no reply, or its fault."""
+        states = [fault or {None: "no reply", True: "on", False: "off"}[on] for on, fault in zip(self.final_enabled, self.final_faults)]
+        return ", ".join(states) or "-"
 
 
 def _ms(value: float | None) -> str:

@@ -214,7 +214,8 @@ def summarize_run(plan: Plan, log: DeployLog, path: Path, outcome: BridgeOutcome
         goals_total=len(plan.goals),
         success_radius_mm=plan.config.success_radius_m * 1000,
         final_distances_mm=distances,
-        final_status=outcome.final_status if outcome else [],
+        final_enabled=outcome.final_enabled if outcome else [],
+        final_faults=outcome.final_faults if outcome else [],
         log=str(path),
         warnings=plan.warnings,
     )

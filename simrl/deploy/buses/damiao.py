@@ -71,13 +71,12 @@ PARAM_REFRESH = 0xCC
 RID_CTRL_MODE = 10
 CTRL_MODE_MIT = 1
 
-# Status nibble of a reply's first byte (ROBOTS.md, the damiao-motor package's decoder).
+# Status nibble of a reply's first byte (ROBOTS.md, the damiao-motor package's decoder): 0 and 1 say
+# whether torque is on, the others are latched faults (torque off until a clear-error frame).
 STATUS_DISABLED = 0
 STATUS_ENABLED = 1
-STATUS_TEXT: Mapping[int, str] = MappingProxyType(
+FAULTS: Mapping[int, str] = MappingProxyType(
     {
-        0x0: "disabled",
-        0x1: "enabled",
         0x8: "over-voltage",
         0x9: "under-voltage",
         0xA: "over-current",
@@ -87,6 +86,7 @@ STATUS_TEXT: Mapping[int, str] = MappingProxyType(
         0xE: "overload",
     }
 )
+STATUS_TEXT: Mapping[int, str] = MappingProxyType({STATUS_DISABLED: "disabled", STATUS_ENABLED: "enabled", **FAULTS})
 
 _MAX_STD_ID = 0x7FE  # 11-bit ids; 0x7FF is the parameter channel
 _COMMAND_PREFIX = b"\xff" * 7
@@ -212,6 +212,19 @@ def unpack_mit_reply(limits: DamiaoLimits, data: bytes) -> tuple[int, int, float
         data[6],
         data[7],
     )
+
+
+def decode_status(status: int) -> tuple[bool, str]:
+    """``(enabled, fault)`` of a reply's state nibble: what ``MotorReadings`` carries instead of the code.
+
+    A code the firmware does not document (2..7, 0xF) is a fault too, named by
+    its value: a motor in an unknown state is not one to keep driving.
+    """
+    if status in FAULTS:
+        return False, FAULTS[status]
+    if status in (STATUS_DISABLED, STATUS_ENABLED):
+        return status == STATUS_ENABLED, ""
+    return False, f"unknown state {status:#x}"
 
 
 def command_frame(code: int) -> bytes:
@@ -585,12 +598,15 @@ class DamiaoBus:
     def _readings(self, missing: set[int]) -> MotorReadings:
         fresh = np.ones(len(self._motors), dtype=bool)
         fresh[list(missing)] = False
+        # -1: no reply yet, so neither enabled nor faulty (``fresh`` says it never answered).
+        decoded = [decode_status(int(s)) if s >= 0 else (False, "") for s in self._status]
         return MotorReadings(
             position=self._position.copy(),
             velocity=self._velocity.copy(),
             torque=self._torque.copy(),
             fresh=fresh,
-            status=self._status.copy(),
+            enabled=np.array([enabled for enabled, _ in decoded]),
+            fault=tuple(fault for _, fault in decoded),
             stamp=time.monotonic(),
         )
 

@@ -20,9 +20,6 @@ import numpy as np
 from simrl.deploy.buses.base import BusError, MotorCommand, MotorReadings
 from simrl.deploy.reality import RealityPlant
 
-STATUS_DISABLED = 0
-STATUS_ENABLED = 1
-
 
 class SimBus:
     """Motors ``motor_names`` (one per plant motor, in order), stepping ``plant`` by ``period`` s per exchange."""
@@ -86,12 +83,12 @@ class SimBus:
         for i in np.flatnonzero(fresh):
             sample = self.plant.sample(i)
             self._position[i], self._velocity[i], self._torque[i] = sample.position, sample.velocity, sample.torque
-        status = np.where(self._enabled, STATUS_ENABLED, STATUS_DISABLED)
         return MotorReadings(
             position=self._position.copy(),
             velocity=self._velocity.copy(),
             torque=self._torque.copy(),
             fresh=fresh,
-            status=status,
+            enabled=self._enabled.copy(),
+            fault=("",) * n,  # the plant models no fault
             stamp=time.monotonic(),
         )
