@@ -99,7 +99,7 @@ def write_synthetic_log(
             Tick(
                 t_deadline=t, t_read_send=t - 0.0002, t_read=t + 0.0002, t_inference=np.nan, t_command=t + INFERENCE_S,
                 t_done=t + INFERENCE_S + 0.0004, phase=3, goal=-1, overrun=0, safety=0,
-                command_position=targets[k].copy(), command_kp=command_kp, command_kd=command_kd, command_fresh=np.ones(n, bool),
+                command_position=targets[k].copy(), command_kp=command_kp, command_kd=command_kd, command_effort=np.ones(n), command_fresh=np.ones(n, bool),
                 position=np.array([s.position for s in samples]), velocity=np.array([s.velocity for s in samples]),
                 torque=np.array([s.torque for s in samples]), fresh=np.ones(n, bool), enabled=np.ones(n, bool), fault=("",) * n,
                 observation=np.full(1, np.nan, np.float32), action=np.full(1, np.nan, np.float32),

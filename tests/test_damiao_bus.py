@@ -131,6 +131,29 @@ def test_mit_command_matches_hand_computed_bytes(model: str, values: tuple[float
     assert pack_mit_command(DAMIAO_LIMITS[model], *values) == bytes.fromhex(expected)
 
 
+@pytest.mark.parametrize(
+    ("effort", "expected"),
+    [
+        (1.0, "8A 3C 73 27 AD FF F5 09"),  # the plain command above: kp 240 -> 0x7AD
+        # kp 240 * 0.5 = 120 -> 0.24*4095 = 982.8 -> 0x3D6: B3 = 2<<4 | 3 = 23, B4 = D6; kd (B5, B6 high nibble) kept.
+        (0.5, "8A 3C 73 23 D6 FF F5 09"),
+        (0.0, "8A 3C 73 20 00 FF F5 09"),  # kp 0: damping only
+    ],
+)
+def test_the_bus_sends_kp_times_effort_and_keeps_kd(channel: str, effort: float, expected: str) -> None:
+    wire, listener = can.Bus(interface="virtual", channel=channel), can.Bus(interface="virtual", channel=channel)
+    try:
+        bus = DamiaoBus([DamiaoMotor("j", 1, 0x11, "DM8009")], can_bus=wire, reply_timeout=0.001)
+        bus.open()
+        command = MotorCommand(*(np.array([v]) for v in (1.0, -4.5, 240.0, 5.0, -20.0, effort)))
+        assert not bus.exchange(command).fresh.any()  # nobody answers: the frame is all this test wants
+        frame = listener.recv(1.0)
+    finally:
+        listener.shutdown()
+        wire.shutdown()
+    assert frame is not None and frame.arbitration_id == 1 and bytes(frame.data) == bytes.fromhex(expected)
+
+
 def test_mit_reply_unpacks_hand_written_bytes() -> None:
     lim = DAMIAO_LIMITS["DM4310"]
     # B0 0x13: status 1 (enabled), motor 3; q 0x8000; dq 0x800 (B3 0x80, B4 high nibble 0);

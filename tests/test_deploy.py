@@ -42,8 +42,8 @@ from simrl.robots import Robot, load_robot
 from simrl.tasks.reach import ReachState, ReachTask, load_reach_config
 from tests.cli import assert_one_line_error, run_simrl, simrl_command
 
-# Short phases so a run is a few dozen ticks: settle 0.1 s, hold 0.04 s, gain ramp 0.1 s.
-FAST = {"startup.settle_s": 0.1, "shutdown.hold_s": 0.04, "shutdown.gain_ramp_s": 0.1}
+# Short phases so a run is a few dozen ticks: settle 0.1 s, hold 0.04 s, effort ramp 0.1 s.
+FAST = {"startup.settle_s": 0.1, "shutdown.hold_s": 0.04, "shutdown.effort_ramp_s": 0.1}
 TIMEOUT = 60.0  # generous: the test machine is shared; a passing test never waits this long
 
 
@@ -134,6 +134,9 @@ def test_the_cli_refuses_a_mismatched_policy_before_touching_a_bus(tmp_path: Pat
         (("joint: joint4,", "joint: jiont4,"), "field 'motors.3.joint' = 'jiont4' is not an actuated joint of openarm; did you mean 'joint4'?"),
         (("joint6: [-0.7854, 0.7854]", "joint6: [-0.7854, 0.9]"), "field 'joint_limits.joint6' = [-0.7854, 0.9] is outside the joint's range; allowed: within [-0.7854, 0.7854]"),
         (("kp: 230", "kp: 900"), "field 'motors.0.kp' = 900: Input should be less than or equal to 500"),
+        (("effort_ramp_s: 1.0", "gain_ramp_s: 1.0"), "field 'shutdown.gain_ramp_s' = 1.0 is now 'shutdown.effort_ramp_s'"),
+        (("rest: {}", "rest: {joint4: 3.0}"), "field 'shutdown.rest.joint4' = 3.0 is outside the joint limits; allowed: [0, 2.4435]"),
+        (("rest: {}", "rest: {jiont4: 1.0}"), "field 'shutdown.rest.jiont4' = 'jiont4' is not a joint with a motor; did you mean 'joint4'?"),
     ],
 )
 def test_deploy_config_errors_name_file_field_value_and_what_is_allowed(tmp_path: Path, openarm: Robot, edit: tuple[str, str], message: str) -> None:
@@ -352,6 +355,27 @@ def test_a_fault_or_nan_in_either_exchange_of_a_tick_stops_the_run(tmp_path: Pat
     assert arrays["fault"][9].tolist() == ["", "", "over-current" if (bad, where) == ("fault", "read") else ""] + [""] * 5  # the row logs its read
 
 
+def test_the_safe_stop_holds_then_ramps_the_effort_to_zero_while_the_targets_move_to_the_rest_pose(tmp_path: Path, openarm: Robot) -> None:
+    """hold 0.04 s (2 ticks), then 10 ticks of effort 0.9, 0.8, ... 0; joint4 moves to rest at home_speed 0.5 rad/s (0.01 rad a tick)."""
+    overrides = {"shutdown.effort_ramp_s": 0.2, "shutdown.rest": {"joint4": 1.35}}
+    plan = prepare(fast_request(write_policy(tmp_path / "policy.onnx", openarm, 0.0), ticks=5, overrides=overrides))
+    outcome, arrays, log = sim_run(plan)
+    assert outcome.stop_reason == "completed" and outcome.final_enabled == [False] * 8
+    shutdown = np.flatnonzero(arrays["phase"] == PHASE_SHUTDOWN)
+    assert len(shutdown) == 12 and events(log)[-2:] == ["disabled", "stopped"]
+    effort = arrays["command_effort"]
+    assert (effort[: shutdown[2]] == 1.0).all()  # full effort until the ramp, hold ticks included
+    np.testing.assert_allclose(effort[shutdown[2:], 0], [0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1, 0.0], atol=1e-12)
+    assert (effort[shutdown] == effort[shutdown, :1]).all()  # every motor alike
+    assert (arrays["command_kp"][shutdown] == [m.kp for m in plan.config.motors]).all()  # the gains stay; the bus maps the effort
+    targets = arrays["command_position"][shutdown[1:]]  # from the last hold tick on
+    held = [i for i in range(8) if i != 3]
+    assert (targets[:, held] == targets[0, held]).all()  # joints without a rest pose hold their last target
+    start = targets[0, 3]
+    assert 0.02 < start - 1.35 < 0.1  # joint4's target began near home (1.4), within reach of the ramp
+    assert np.abs(np.diff(targets[:, 3])).max() <= 0.01 + 1e-12 and targets[-1, 3] == 1.35
+
+
 def test_overruns_are_counted_and_the_deadline_grid_kept(tmp_path: Path, openarm: Robot) -> None:
     plan = prepare(fast_request(write_policy(tmp_path / "policy.onnx", openarm, 0.0), ticks=6))
     clock = BusyClock()  # virtual time: only the slow tick is late, whatever else loads the machine
@@ -539,7 +563,7 @@ def test_a_signal_stops_deploy_safely_disables_and_exits_non_zero(tmp_path: Path
     assert summary["stop_reason"] == meta["summary"]["stop_reason"] == reason
     assert reason in events(meta) and "disabled" in events(meta)
     assert meta["summary"]["final_enabled"] == [False] * 8  # every motor confirmed torque off
-    assert (arrays["phase"][-1] == PHASE_SHUTDOWN) and arrays["command_kp"][-1].max() == 0.0  # gains ramped down first
+    assert (arrays["phase"][-1] == PHASE_SHUTDOWN) and arrays["command_effort"][-1].max() == 0.0  # effort ramped down first
     assert (arrays["phase"] == PHASE_HOME).any()
 
 

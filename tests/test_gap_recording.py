@@ -58,6 +58,15 @@ def test_a_version_1_log_sent_each_command_one_exchange_later(log: Path, openarm
     assert np.allclose(recording.command_to_read_delay, 0.02, atol=5e-4)  # about one period: the extra tick the bridge used to add
 
 
+def test_the_kp_a_command_acted_with_is_kp_times_its_effort_and_v2_logs_ramped_kp_itself(log: Path, openarm: Robot, tmp_path: Path) -> None:
+    with np.load(log) as data:
+        kp = data["command_kp"]
+    ramped = read_recording(rewrite(log, tmp_path / "ramp.npz", command_effort=np.full(kp.shape, 0.25)), openarm)
+    np.testing.assert_allclose(ramped.command_kp, kp / 4)  # a shutdown ramp at a quarter: the MIT motor ran a quarter of kp
+    v2 = read_recording(rewrite(log, tmp_path / "v2.npz", command_effort=None, meta={"format_version": 2}), openarm)
+    np.testing.assert_array_equal(v2.command_kp, kp)
+
+
 def test_shifted_readings_move_only_the_reading_clock(log: Path, openarm: Robot) -> None:
     recording = read_recording(log, openarm)
     later = recording.shifted_readings(0.04)

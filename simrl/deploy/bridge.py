@@ -22,9 +22,13 @@ missed are skipped (the grid is kept) and counted in the log, never absorbed.
 
 Stopping is one path whatever the cause (goals or schedule done, Ctrl-C /
 SIGTERM, a motor silent for ``stale_ticks``, a motor fault, a ``BusError``):
-hold the last targets, ramp kp to zero with kd kept (the arm settles under
-damping instead of dropping), disable the motors, close the bus. Each step
-survives the bus failing under it; the caller writes the log whatever happened.
+hold the last targets, then ramp every motor's ``effort`` from 1 to 0 while the
+targets move to the config's rest pose (if it has one) no faster than the home
+ramp, then disable the motors and close the bus. What a falling effort means is
+each bus's business (Damiao: kp scaled down with kd kept, so the arm settles
+under damping instead of dropping; a servo: its torque limit), so the bridge
+needs no special case per motor kind. Each step survives the bus failing under
+it; the caller writes the log whatever happened.
 """
 
 from __future__ import annotations
@@ -41,7 +45,7 @@ import numpy as np
 from simrl.deploy.buses.base import BusError, MotorBus
 from simrl.deploy.calibration import Calibration, JointState
 from simrl.deploy.clock import Clock
-from simrl.deploy.config import DeployConfig, home_pose, joint_limits
+from simrl.deploy.config import DeployConfig, home_pose, joint_limits, rest_pose
 from simrl.deploy.excitation import Schedule
 from simrl.deploy.log import PHASE_EXCITE, PHASE_HOME, PHASE_POLICY, PHASE_SHUTDOWN, DeployLog, Tick
 from simrl.deploy.policy_runtime import PolicyRuntime
@@ -77,7 +81,8 @@ class LoopSettings:
     home_speed: float
     settle_ticks: int
     hold_ticks: int
-    gain_ramp_ticks: int
+    effort_ramp_ticks: int
+    rest: np.ndarray  # (n,) joint targets the effort ramp moves to; NaN: hold the last target
     success_radius: float
 
     @classmethod
@@ -97,7 +102,8 @@ class LoopSettings:
             home_speed=config.startup.home_speed_rad_s,
             settle_ticks=round(config.startup.settle_s * rate),
             hold_ticks=round(config.shutdown.hold_s * rate),
-            gain_ramp_ticks=round(config.shutdown.gain_ramp_s * rate),
+            effort_ramp_ticks=round(config.shutdown.effort_ramp_s * rate),
+            rest=rest_pose(config),
             success_radius=config.success_radius_m,
         )
 
@@ -176,6 +182,7 @@ class Bridge:
         self._command = np.full(n, np.nan)
         self._kp = settings.kp.copy()
         self._kd = settings.kd.copy()
+        self._effort = np.ones(n)
         self._joint: JointState | None = None
         self._nan_obs = np.full(log.obs_size, np.nan, dtype=np.float32)
         self._nan_action = np.full(log.action_size, np.nan, dtype=np.float32)
@@ -294,7 +301,7 @@ class Bridge:
             self._send()
 
     def _shutdown(self) -> tuple[list[bool | None], list[str]]:
-        """Hold, ramp kp down, disable, close: each step tolerates the bus failing under it."""
+        """Hold, ramp the effort down (moving to the rest pose), disable, close: each step tolerates the bus failing under it."""
         s = self.settings
         now = self.clock.now()
         self._deadline = max(self._deadline, now)
@@ -303,10 +310,12 @@ class Bridge:
                 for _ in range(s.hold_ticks):
                     self._tick(PHASE_SHUTDOWN, -1, strict=False)
                     self._send(strict=False)
-                kp = self._kp.copy()
-                for k in range(1, s.gain_ramp_ticks + 1):
+                rest = np.where(np.isnan(s.rest), self._command, s.rest)
+                step = s.home_speed * s.period
+                for k in range(1, s.effort_ramp_ticks + 1):
                     self._tick(PHASE_SHUTDOWN, -1, strict=False)
-                    self._kp = kp * (1.0 - k / s.gain_ramp_ticks)
+                    self._effort = np.full_like(self._effort, 1.0 - k / s.effort_ramp_ticks)
+                    self._command = self._command + np.clip(rest - self._command, -step, step)
                     self._send(strict=False)
             except BusError as exc:
                 self.log.event(self.clock.now(), "bus_error", f"during shutdown: {exc}")
@@ -366,9 +375,10 @@ class Bridge:
         """Send the current command at once, check its replies, finish the row (``strict`` as in ``_tick``)."""
         tick = self.log.ticks[-1]
         tick.command_position, tick.command_kp, tick.command_kd = self._command.copy(), self._kp.copy(), self._kd.copy()
+        tick.command_effort = self._effort.copy()
         tick.t_command = self.clock.now()
         try:
-            readings = self.bus.exchange(self.calibration.to_motor(self._command, self._kp, self._kd))
+            readings = self.bus.exchange(self.calibration.to_motor(self._command, self._kp, self._kd, self._effort))
         except BusError:
             tick.safety |= int(SafetyEvent.BUS_ERROR)
             self._record_done()
@@ -425,6 +435,7 @@ class Bridge:
                 command_position=nan,
                 command_kp=nan,
                 command_kd=nan,
+                command_effort=nan,
                 command_fresh=np.zeros(n, bool),
                 position=nan if joint is None else joint.position,
                 velocity=nan if joint is None else joint.velocity,

@@ -57,9 +57,9 @@ class Calibration:
             fault=readings.fault,
         )
 
-    def to_motor(self, position: np.ndarray, kp: np.ndarray, kd: np.ndarray) -> MotorCommand:
-        """Hold joint targets ``position`` with gains ``kp``/``kd``: a motor-space impedance command, no feed-forward."""
-        return MotorCommand.hold(self.sign * np.asarray(position, np.float64) + self.offset, kp, kd)
+    def to_motor(self, position: np.ndarray, kp: np.ndarray, kd: np.ndarray, effort: np.ndarray | float = 1.0) -> MotorCommand:
+        """Hold joint targets ``position`` with gains ``kp``/``kd`` and ``effort``: a motor-space impedance command, no feed-forward."""
+        return MotorCommand.hold(self.sign * np.asarray(position, np.float64) + self.offset, kp, kd, effort)
 
 
 def damiao_motors(config: DeployConfig) -> list[DamiaoMotor]:

@@ -16,7 +16,7 @@ from typing import Any, Literal
 import numpy as np
 import pydantic
 
-from simrl.config import StrictModel, load_yaml_model, validate_model
+from simrl.config import StrictModel, read_yaml, validate_model
 from simrl.deploy.buses.damiao import DAMIAO_LIMITS
 from simrl.errors import SimrlError, did_you_mean
 from simrl.paths import data_dir
@@ -83,10 +83,13 @@ class StartupConfig(StrictModel):
 
 
 class ShutdownConfig(StrictModel):
-    """How the motors are let go: hold, soften, disable."""
+    """How the motors are let go: hold, lower their effort while moving to the rest pose, disable."""
 
     hold_s: float = pydantic.Field(0.2, ge=0, le=10.0)
-    gain_ramp_s: float = pydantic.Field(1.0, ge=0, le=10.0)
+    effort_ramp_s: float = pydantic.Field(1.0, ge=0, le=10.0, description="each motor's effort 1 -> 0 (what that means is the bus's)")
+    rest: dict[str, float] = pydantic.Field(
+        default_factory=dict, description="joint -> rad the targets move to during the effort ramp (at home_speed_rad_s); others hold"
+    )
 
 
 class TimingConfig(StrictModel):
@@ -127,10 +130,26 @@ def config_path(robot: str, path: str | Path | None = None) -> Path:
     return shipped
 
 
+# Fields of earlier deploy files: (section, old name) -> why it went and what replaces it.
+_RENAMED = {
+    ("shutdown", "gain_ramp_s"): "is now 'shutdown.effort_ramp_s': the safe stop ramps each motor's effort, which each bus maps onto its motors; rename the line",
+}
+
+
+def _refuse_renamed(file: Path, data: Any) -> None:
+    """A field of an earlier deploy file gets a line saying what replaces it, not only that it is unknown."""
+    for (section, name), why in _RENAMED.items():
+        block = data.get(section) if isinstance(data, dict) else None
+        if isinstance(block, dict) and name in block:
+            raise SimrlError(f"{file}: field '{section}.{name}' = {block[name]!r} {why}")
+
+
 def load_deploy_config(robot: Robot, path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> DeployConfig:
     """Read and check a deploy file for ``robot``; ``overrides`` (dotted keys, e.g. ``bus.port``) are CLI flags, checked alike."""
     file = config_path(robot.name, path)
-    config = load_yaml_model(file, DeployConfig)
+    data = read_yaml(file)
+    _refuse_renamed(file, data)
+    config = validate_model(file, DeployConfig, data)
     if overrides:
         data = config.model_dump()
         for dotted, value in overrides.items():
@@ -175,12 +194,13 @@ def check_against_robot(file: Path, config: DeployConfig, robot: Robot) -> None:
             raise SimrlError(f"{file}: field 'joint_limits.{joint}' = [{low}, {high}] is outside the joint's range; allowed: within [{lo:g}, {hi:g}]")
     driven = [m.joint for m in config.motors]
     limits = joint_limits(config, robot)
-    for joint, value in config.startup.home.items():
-        if joint not in driven:
-            raise _joint_error(file, f"startup.home.{joint}", joint, driven, "a joint with a motor")
-        low, high = limits[driven.index(joint)]
-        if not low <= value <= high:
-            raise SimrlError(f"{file}: field 'startup.home.{joint}' = {value} is outside the joint limits; allowed: [{low:g}, {high:g}]")
+    for section, pose in (("startup.home", config.startup.home), ("shutdown.rest", config.shutdown.rest)):
+        for joint, value in pose.items():
+            if joint not in driven:
+                raise _joint_error(file, f"{section}.{joint}", joint, driven, "a joint with a motor")
+            low, high = limits[driven.index(joint)]
+            if not low <= value <= high:
+                raise SimrlError(f"{file}: field '{section}.{joint}' = {value} is outside the joint limits; allowed: [{low:g}, {high:g}]")
 
 
 def joint_limits(config: DeployConfig, robot: Robot) -> np.ndarray:
@@ -195,3 +215,8 @@ def joint_limits(config: DeployConfig, robot: Robot) -> np.ndarray:
 def home_pose(config: DeployConfig, robot: Robot) -> np.ndarray:
     """(n_motors,) home angles in motor order: robot.yaml's, with the file's overrides."""
     return np.array([config.startup.home.get(m.joint, robot.config.home[m.joint]) for m in config.motors], dtype=np.float64)
+
+
+def rest_pose(config: DeployConfig) -> np.ndarray:
+    """(n_motors,) the shutdown's rest targets in motor order; NaN where a joint holds its last target."""
+    return np.array([config.shutdown.rest.get(m.joint, math.nan) for m in config.motors], dtype=np.float64)

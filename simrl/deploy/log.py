@@ -5,7 +5,8 @@ timestamps, observation, raw action, commanded and measured joint state,
 freshness, each motor's decoded state, overruns, safety codes, goal index;
 since format version 2 each row's command was computed from that row's reading
 and left at ``t_command``; version 3 logs each motor's state as ``enabled`` and
-``fault`` (the reason the bus decoded) instead of a vendor's status code)
+``fault`` (the reason the bus decoded) instead of a vendor's status code, and
+each command's ``effort``)
 together with what it needs to interpret that (robot and policy metadata, deploy config, the emulated
 reality's drawn values, the safety code names, the run summary and the event
 list) as one JSON string under ``meta``. Arrays are plain numeric or string
@@ -33,7 +34,7 @@ TIMING_SCHEME = "read-compute-send"
 # Loop phases, per tick.
 PHASE_HOME = 0  # ramp to home and settle, before the first goal
 PHASE_POLICY = 1  # the policy drives the arm
-PHASE_SHUTDOWN = 2  # hold, gain ramp-down
+PHASE_SHUTDOWN = 2  # hold, effort ramp-down
 PHASE_EXCITE = 3  # an excitation schedule drives the arm (``simrl deploy --excite``)
 PHASES = {"home": PHASE_HOME, "policy": PHASE_POLICY, "shutdown": PHASE_SHUTDOWN, "excite": PHASE_EXCITE}
 
@@ -64,6 +65,7 @@ class Tick:
     command_position: np.ndarray  # the joint targets sent at t_command
     command_kp: np.ndarray
     command_kd: np.ndarray
+    command_effort: np.ndarray  # share of each motor's torque the bus may use: 1, ramped to 0 by the safe stop
     command_fresh: np.ndarray  # the motor answered the command
     position: np.ndarray  # measured by this tick's read (the last reply where not fresh)
     velocity: np.ndarray
@@ -112,6 +114,7 @@ class DeployLog:
             "command_position": column("command_position", np.float64, m),
             "command_kp": column("command_kp", np.float64, m),
             "command_kd": column("command_kd", np.float64, m),
+            "command_effort": column("command_effort", np.float64, m),
             "command_fresh": column("command_fresh", bool, m),
             "position": column("position", np.float64, m),
             "velocity": column("velocity", np.float64, m),

@@ -11,7 +11,11 @@ two log versions differ exactly there:
   ``t_read[k]``;
 - version 2 (a state read at the deadline, the new command right after
   inference): row k's reading was taken between ``t_read_send[k]`` and
-  ``t_read[k]``, and row k's command, computed from it, left at ``t_command[k]``.
+  ``t_read[k]``, and row k's command, computed from it, left at ``t_command[k]``;
+- version 3 (timed as version 2) logs each command's ``effort`` beside its
+  gains. The gap checker models MIT motors, which run ``kp * effort`` (the
+  Damiao bus's mapping: the safe stop ramps the effort, not kp), so that is
+  the kp a row's command acted with; earlier logs ramped kp itself.
 
 A reading is stamped at the middle of its exchange: the motor sampled its
 encoder somewhere inside it, and whatever constant offset remains is absorbed
@@ -197,7 +201,7 @@ def read_recording(path: Path, robot: Robot) -> Recording:
         joints=joints,
         command_time=command_time,
         command_position=arrays["command_position"].astype(float),
-        command_kp=arrays["command_kp"].astype(float),
+        command_kp=_acting_kp(arrays),
         command_kd=arrays["command_kd"].astype(float),
         read_time=read_time,
         position=arrays["position"].astype(float),
@@ -210,6 +214,12 @@ def read_recording(path: Path, robot: Robot) -> Recording:
     if not recording.moving_joints:
         raise _fail(path, f"no motion: no joint target moved more than {MIN_MOTION_RAD} rad, so the log says nothing about the dynamics")
     return recording
+
+
+def _acting_kp(arrays: dict[str, np.ndarray]) -> np.ndarray:
+    """The kp each row's command acted with: ``kp * effort`` where the log has the effort (version 3), else the kp logged."""
+    kp = arrays["command_kp"].astype(float)
+    return kp * arrays["command_effort"].astype(float) if "command_effort" in arrays else kp
 
 
 def _model_joints(robot: Robot) -> list[str]:

@@ -358,7 +358,12 @@ class DamiaoBus:
         return self._request_state(self._reply_timeout)
 
     def exchange(self, command: MotorCommand) -> MotorReadings:
-        """Send one MIT frame per motor, then read replies until all answered or ``reply_timeout`` passed."""
+        """Send one MIT frame per motor, then read replies until all answered or ``reply_timeout`` passed.
+
+        ``effort`` maps onto the MIT law as ``kp * effort`` with kd kept: the
+        safe stop's ramp to 0 leaves the arm settling under damping alone, and
+        at effort 1 the frame is the plain command.
+        """
         columns = self._command_columns(command)
         self._drain()
         for i, m in enumerate(self._motors):
@@ -454,13 +459,15 @@ class DamiaoBus:
         return self._readings(missing)
 
     def _command_columns(self, command: MotorCommand) -> tuple[list[float], ...]:
-        columns = (command.position, command.velocity, command.kp, command.kd, command.torque)
+        """The MIT fields (q, dq, kp, kd, tau) per motor, kp scaled by the effort."""
+        columns = (command.position, command.velocity, command.kp, command.kd, command.torque, command.effort)
         n = len(self._motors)
         if any(len(column) != n for column in columns):
             raise DamiaoConfigError(
                 f"MotorCommand arrays have lengths {[len(c) for c in columns]}; allowed: {n} (one per motor)"
             )
-        return tuple(np.asarray(column, dtype=np.float64).tolist() for column in columns)
+        q, dq, kp, kd, tau, effort = (np.asarray(column, dtype=np.float64) for column in columns)
+        return tuple(column.tolist() for column in (q, dq, kp * effort, kd, tau))
 
     def _take_state(self, msg: can.Message) -> int | None:
         """Store a state reply from one of our motors and return its index; None for any other frame."""

@@ -57,11 +57,16 @@ class SimBus:
         return self._reply()
 
     def exchange(self, command: MotorCommand) -> MotorReadings:
-        """Set every enabled motor's MIT command, advance one period, reply."""
+        """Set every enabled motor's MIT command, advance one period, reply.
+
+        The plant's motors are MIT motors, so ``effort`` scales kp with kd kept,
+        as on the Damiao bus.
+        """
         self._require_open()
         for i in range(self.plant.num_motors):
             if self._enabled[i]:
-                values = (command.position[i], command.velocity[i], command.kp[i], command.kd[i], command.torque[i])
+                kp = command.kp[i] * command.effort[i]
+                values = (command.position[i], command.velocity[i], kp, command.kd[i], command.torque[i])
                 self.plant.set_command(i, *(float(v) for v in values))
         self.plant.advance(self.period)
         return self._reply()
