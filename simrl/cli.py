@@ -371,10 +371,10 @@ def deploy_command(
     stop it the safe way (exit 130 / 143); a silent motor or a bus error too
     (exit 1). The log is written in every case (format: deploy/README.md).
     """
-    from simrl.deploy.bridge import StopRequest, stop_on_signals
     from simrl.deploy.excitation import DEFAULT_DURATION, ExcitationRequest, parse_joints
     from simrl.deploy.goals import GoalSpec
     from simrl.deploy.session import DeployRequest, prepare, run_deploy
+    from simrl.deploy.stop import StopRequest, stop_on_signals
 
     excitation = None
     if excite is not None:
@@ -426,10 +426,10 @@ def emulate_command(
 
     Another process drives it with `simrl deploy --robot R --policy P --interface socketcand --host H --port P`.
     """
-    from simrl.deploy.bridge import StopRequest, stop_on_signals
     from simrl.deploy.config import load_deploy_config
-    from simrl.deploy.emulated_arm import EmulatedArm
+    from simrl.deploy.emulation.emulated_arm import EmulatedArm
     from simrl.deploy.report import EXIT_CODES
+    from simrl.deploy.stop import StopRequest, stop_on_signals
     from simrl.robots import load_robot
 
     arm = load_robot(robot)

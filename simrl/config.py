@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Annotated, Any, TypeVar, Union
 
 import pydantic
+from pydantic.fields import FieldInfo
 import yaml
 
 from simrl.errors import SimrlError, did_you_mean
@@ -94,33 +95,60 @@ def _tagged_branches(annotation: Any) -> dict[str, Any] | None:
     return branches
 
 
+def _field_discriminator(annotation: Any) -> tuple[Any, str | None]:
+    """``(X, "kind")`` for ``Annotated[X, Field(discriminator="kind")]`` (a list item's tagged union), else ``(annotation, None)``."""
+    if typing.get_origin(annotation) is Annotated:
+        inner, *extras = typing.get_args(annotation)
+        for extra in extras:
+            if isinstance(extra, FieldInfo) and isinstance(extra.discriminator, str):
+                return inner, extra.discriminator
+    return annotation, None
+
+
+def _field_tagged_branches(annotation: Any, discriminator: str | None) -> dict[str, Any] | None:
+    """``{tag: model}`` of a union tagged by a field (``Field(discriminator="kind")``, the tag a ``Literal``), else None."""
+    if discriminator is None:
+        return None
+    union = typing.get_origin(annotation) in (typing.Union, types.UnionType)
+    members = typing.get_args(annotation) if union else (annotation,)
+    return {tag: member for member in members for tag in typing.get_args(member.model_fields[discriminator].annotation)}
+
+
 def _walk(model: type[pydantic.BaseModel], loc: tuple[Any, ...]) -> tuple[tuple[Any, ...], Any]:
     """``loc`` without union tags, and the annotation it ends at (None where the models do not say).
 
-    Steps through optional fields, model fields, dict values and list items.
+    Steps through optional fields, model fields, dict values, list items and
+    tagged unions (``one_or_list``, and those keyed on a field such as ``kind``).
     """
     current: Any = model
+    discriminator: str | None = None  # the field tagging the union ``current`` is, if it is one
     clean: list[Any] = []
     for part in loc:
-        current = _unwrap(current)
-        branches = _tagged_branches(current)
+        branches = _field_tagged_branches(current, discriminator)
+        if branches is None:
+            current = _unwrap(current)
+            branches = _tagged_branches(current)
+        discriminator = None
         if branches is not None and part in branches:
             current = branches[part]
             continue
         clean.append(part)
         if typing.get_origin(current) in (dict, list):
-            current = typing.get_args(current)[-1]
+            current, discriminator = _field_discriminator(typing.get_args(current)[-1])
             continue
         fields = getattr(current, "model_fields", None)
-        current = fields[part].annotation if fields is not None and part in fields else None
+        if fields is not None and part in fields:
+            current, discriminator = fields[part].annotation, fields[part].discriminator
+        else:
+            current = None
     return tuple(clean), _unwrap(current)
 
 
 def _allowed_keys(model: type[pydantic.BaseModel], loc: tuple[Any, ...]) -> list[str]:
-    """Names of the fields valid next to the unknown key at ``loc``, through optional fields, dicts and lists of models."""
+    """Names of the fields a file may give next to the unknown key at ``loc`` (a field left out of dumps is set by the code, not the file)."""
     _, parent = _walk(model, loc[:-1])
     fields = getattr(parent, "model_fields", None)
-    return sorted(fields) if fields else []
+    return sorted(name for name, field in fields.items() if not field.exclude) if fields else []
 
 
 def format_validation_error(path: Path, model: type[pydantic.BaseModel], exc: pydantic.ValidationError) -> str:
@@ -140,6 +168,13 @@ def format_validation_error(path: Path, model: type[pydantic.BaseModel], exc: py
         return f"{path}: unknown field '{field}'{suggestion} (allowed: {', '.join(allowed)})"
     if err["type"] == "missing":
         return f"{path}: missing required field '{field}'"
+    if err["type"] in ("union_tag_invalid", "union_tag_not_found"):  # a union keyed on a field (``kind``): name that field
+        key = err["ctx"]["discriminator"].strip("'")
+        if err["type"] == "union_tag_not_found":
+            return f"{path}: missing required field '{field}.{key}'"
+        tag = err["ctx"]["tag"]
+        allowed = [t.strip().strip("'") for t in err["ctx"]["expected_tags"].split(",")]
+        return f"{path}: field '{field}.{key}' = {tag!r}: unknown {key}{did_you_mean(tag, allowed)}; allowed: {', '.join(allowed)}"
     message = err["msg"].removeprefix("Value error, ")
     return f"{path}: field '{field}' = {err.get('input')!r}: {message}"
 

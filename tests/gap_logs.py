@@ -13,9 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from simrl.deploy.emulated_arm import motor_torque_limits
+from simrl.deploy.emulation.emulated_arm import motor_torque_limits
 from simrl.deploy.log import DeployLog, Tick
-from simrl.deploy.reality import RealityPlant, load_reality
+from simrl.deploy.emulation.reality import RealityPlant, load_reality
 from simrl.robots import Robot
 
 INFERENCE_S = 0.0004  # from the reading to the command leaving

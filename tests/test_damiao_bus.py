@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 from simrl.deploy.buses.base import BusError, MotorCommand
-from simrl.deploy.buses.damiao import (
+from simrl.deploy.buses.damiao.bus import DamiaoBus
+from simrl.deploy.buses.damiao.protocol import (
     DAMIAO_LIMITS,
-    DamiaoBus,
     DamiaoConfigError,
     DamiaoMotor,
     pack_mit_command,
@@ -24,8 +24,8 @@ from simrl.deploy.buses.damiao import (
     unpack_mit_reply,
     unpack_param,
 )
-from simrl.deploy.emulator import DamiaoEmulator
-from simrl.deploy.plant import MotorSample
+from simrl.deploy.emulation.damiao_firmware import DamiaoEmulator
+from simrl.deploy.emulation.plant import MotorSample
 
 # The right OpenArm: ids 1..7 answering on 0x11..0x17 (ROBOTS.md, lerobot OPENARMS_ARM_MOTOR_IDS).
 OPENARM_MOTORS = tuple(

@@ -22,21 +22,22 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from simrl.deploy import session
-from simrl.deploy.bridge import Bridge, BridgeOutcome, LoopSettings, StopRequest, observe
+from simrl.deploy.bridge import Bridge, BridgeOutcome, LoopSettings, observe
 from simrl.deploy.buses.base import BusError, MotorBus, MotorCommand, MotorReadings
 from simrl.deploy.buses.sim import SimBus
 from simrl.deploy.calibration import Calibration
 from simrl.deploy.clock import Clock, LockstepClock
 from simrl.deploy.config import load_deploy_config
-from simrl.deploy.emulated_arm import EmulatedArm, motor_torque_limits
+from simrl.deploy.emulation.emulated_arm import EmulatedArm, motor_torque_limits
 from simrl.deploy.goals import GoalSpec
 from simrl.deploy.log import FORMAT_VERSION, PHASE_HOME, PHASE_POLICY, PHASE_SHUTDOWN, DeployLog, read_log
 from simrl.deploy.metadata import encode_metadata, task_metadata
 from simrl.deploy.policy_runtime import PolicyRuntime
-from simrl.deploy.reality import RealityPlant, load_reality
+from simrl.deploy.emulation.reality import RealityPlant, load_reality
 from simrl.deploy.report import timing
 from simrl.deploy.safety import SafetyEvent
 from simrl.deploy.session import DeployRequest, Plan, prepare, run_deploy
+from simrl.deploy.stop import StopRequest
 from simrl.errors import SimrlError
 from simrl.robots import Robot, load_robot
 from simrl.tasks.reach import ReachState, ReachTask, load_reach_config
@@ -136,6 +137,11 @@ def test_the_cli_refuses_a_mismatched_policy_before_touching_a_bus(tmp_path: Pat
         (("kp: 230", "kp: 900"), "field 'motors.0.kp' = 900: Input should be less than or equal to 500"),
         (("effort_ramp_s: 1.0", "gain_ramp_s: 1.0"), "field 'shutdown.gain_ramp_s' = 1.0 is now 'shutdown.effort_ramp_s'"),
         (("rest: {}", "rest: {joint4: 3.0}"), "field 'shutdown.rest.joint4' = 3.0 is outside the joint limits; allowed: [0, 2.4435]"),
+        (("kind: damiao", "kind: damio"), "field 'bus.kind' = 'damio': unknown kind (did you mean 'damiao'?); allowed: damiao"),
+        (("  kind: damiao\n", ""), "missing required field 'bus.kind'"),
+        (("channel: can0", "chanel: can0"), "unknown field 'bus.chanel'; did you mean 'channel'? (allowed: bitrate, channel, host, interface, kind, port, reply_timeout_s, retries, setup_timeout_s)"),
+        (("kp: 190,", "kpp: 190,"), "unknown field 'motors.2.kpp'; did you mean 'kp'? (allowed: can_id, joint, kd, kp, master_id, model, offset, sign)"),
+        (("can_id: 0x04", "can_id: 0x03"), "field 'motors.3.can_id' = 3 repeats motors.2; allowed: one motor per can_id"),
         (("rest: {}", "rest: {jiont4: 1.0}"), "field 'shutdown.rest.jiont4' = 'jiont4' is not a joint with a motor; did you mean 'joint4'?"),
     ],
 )

@@ -11,15 +11,16 @@ import numpy as np
 import pytest
 
 from simrl.deploy.buses.base import BusError, MotorCommand
-from simrl.deploy.buses.damiao import (
-    DamiaoBus,
+from simrl.deploy.buses.damiao.bus import DamiaoBus
+from simrl.deploy.buses.damiao.protocol import (
     DamiaoConfigError,
     command_frame,
     pack_mit_command,
     pack_mit_reply,
     unpack_mit_reply,
 )
-from simrl.deploy.emulator import DamiaoEmulator, SocketcandServer
+from simrl.deploy.emulation.damiao_firmware import DamiaoEmulator
+from simrl.deploy.emulation.socketcand import SocketcandServer
 from tests.test_damiao_bus import (  # noqa: F401  (channel and plant are fixtures, shared by import)
     OPENARM_MOTORS,
     FakePlant,

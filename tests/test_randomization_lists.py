@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import yaml
 
-from simrl.deploy.reality import load_reality
+from simrl.deploy.emulation.reality import load_reality
 from simrl.envs import ReachEnv
 from simrl.errors import SimrlError
 from simrl.randomization.profile import InlineProfile, LIST_KINDS, resolve_profile

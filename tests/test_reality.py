@@ -12,7 +12,7 @@ import jax
 import numpy as np
 import pytest
 
-from simrl.deploy.reality import RealityPlant, Reality, RealTimeStepper, load_reality
+from simrl.deploy.emulation.reality import RealityPlant, Reality, RealTimeStepper, load_reality
 from simrl.errors import SimrlError
 from simrl.randomization import apply
 from simrl.randomization.profile import ParameterSpec
@@ -54,7 +54,7 @@ def _arm(plant: RealityPlant) -> np.ndarray:
 
 
 def test_importing_the_reality_does_not_import_jax() -> None:
-    code = "import sys, simrl.deploy.reality; assert 'jax' not in sys.modules and 'torch' not in sys.modules"
+    code = "import sys, simrl.deploy.emulation.reality; assert 'jax' not in sys.modules and 'torch' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
 
 

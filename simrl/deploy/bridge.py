@@ -34,11 +34,8 @@ it; the caller writes the log whatever happened.
 from __future__ import annotations
 
 import math
-import signal
-import threading
-from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Callable, Iterator
+from typing import Callable
 
 import numpy as np
 
@@ -50,6 +47,7 @@ from simrl.deploy.excitation import Schedule
 from simrl.deploy.log import PHASE_EXCITE, PHASE_HOME, PHASE_POLICY, PHASE_SHUTDOWN, DeployLog, Tick
 from simrl.deploy.policy_runtime import PolicyRuntime
 from simrl.deploy.safety import SafetyEvent, check_action, check_velocity, clamp_target
+from simrl.deploy.stop import StopRequest
 from simrl.robots import Robot
 from simrl.tasks.reach import ReachState, ReachTask
 
@@ -91,8 +89,8 @@ class LoopSettings:
         rate = config.rate_hz
         return cls(
             period=config.period,
-            kp=np.array([m.kp for m in config.motors]),
-            kd=np.array([m.kd for m in config.motors]),
+            kp=np.array([m.impedance().kp for m in config.motors]),
+            kd=np.array([m.impedance().kd for m in config.motors]),
             limits=joint_limits(config, robot),
             home=home_pose(config, robot),
             arm=np.array([joints.index(j) for j in robot.config.arm_joints]),
@@ -106,35 +104,6 @@ class LoopSettings:
             rest=rest_pose(config),
             success_radius=config.success_radius_m,
         )
-
-
-class StopRequest:
-    """Set from a signal handler or another thread; the loop looks at it once per tick."""
-
-    def __init__(self) -> None:
-        self._event = threading.Event()
-        self.reason = ""
-
-    def request(self, reason: str) -> None:
-        if not self._event.is_set():
-            self.reason = reason
-            self._event.set()
-
-    @property
-    def requested(self) -> bool:
-        return self._event.is_set()
-
-
-@contextmanager
-def stop_on_signals(stop: StopRequest) -> Iterator[None]:
-    """SIGINT (Ctrl-C) and SIGTERM request a stop instead of raising mid-exchange; the old handlers come back after."""
-    reasons = {signal.SIGINT: "interrupted", signal.SIGTERM: "terminated"}
-    previous = {sig: signal.signal(sig, lambda number, _frame: stop.request(reasons[number])) for sig in reasons}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
 
 
 class _Stop(Exception):

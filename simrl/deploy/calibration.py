@@ -1,10 +1,14 @@
-"""Joint space ↔ motor space: each motor's direction sign and zero offset.
+"""Joint space ↔ motor space: each motor's gain and zero offset.
 
 A bus speaks motor shaft angles; the policy, the kinematics and the joint limits
-speak the robot model's joint angles. ``joint = sign * (motor - offset)``, so
-``motor = sign * joint + offset``; velocities and torques only flip with the
-sign. Keeping this here lets one bus class serve any arm of its motor family
-(LeRobot keeps calibration apart from its buses for the same reason).
+speak the robot model's joint angles. ``joint = gain * (motor - offset)``, so
+``motor = joint / gain + offset``, with any nonzero gain: a direction sign
+(±1, a Damiao config's ``sign``) or a ratio, as when a servo gripper's travel
+maps onto the model's finger range. The rest follows from the same map and
+from power being the same on both sides: velocities scale by ``gain``, torques
+by ``1 / gain``, and impedance gains (torque per angle) by ``gain**2`` from
+joint to motor. Keeping this here lets one bus class serve any arm of its motor
+family (LeRobot keeps calibration apart from its buses for the same reason).
 """
 
 from __future__ import annotations
@@ -14,8 +18,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from simrl.deploy.buses.base import MotorCommand, MotorReadings
-from simrl.deploy.buses.damiao import DamiaoMotor
 from simrl.deploy.config import DeployConfig
+from simrl.errors import SimrlError
 
 
 @dataclass(frozen=True)
@@ -32,36 +36,40 @@ class JointState:
 
 @dataclass(frozen=True)
 class Calibration:
-    """Signs and offsets of the motors, in bus order."""
+    """Gains and offsets of the motors, in bus order: ``joint = gain * (motor - offset)``."""
 
     joints: tuple[str, ...]
-    sign: np.ndarray  # (n,) +1 or -1
-    offset: np.ndarray  # (n,) rad
+    gain: np.ndarray  # (n,) joint rad per motor rad, nonzero (±1: a direction sign)
+    offset: np.ndarray  # (n,) motor rad at the joint's zero
+
+    def __post_init__(self) -> None:
+        bad = [f"{joint} ({gain})" for joint, gain in zip(self.joints, self.gain) if not (np.isfinite(gain) and gain != 0)]
+        if bad:
+            raise SimrlError(f"calibration gain of {', '.join(bad)}: allowed: a finite nonzero number (joint rad per motor rad)")
 
     @classmethod
     def from_config(cls, config: DeployConfig) -> "Calibration":
+        """The deploy file's calibration: each motor's ``sign`` is its gain."""
         return cls(
             joints=tuple(m.joint for m in config.motors),
-            sign=np.array([m.sign for m in config.motors], dtype=np.float64),
+            gain=np.array([m.sign for m in config.motors], dtype=np.float64),
             offset=np.array([m.offset for m in config.motors], dtype=np.float64),
         )
 
     def to_joint(self, readings: MotorReadings) -> JointState:
         """A bus reply in joint space."""
         return JointState(
-            position=self.sign * (readings.position - self.offset),
-            velocity=self.sign * readings.velocity,
-            torque=self.sign * readings.torque,
+            position=self.gain * (readings.position - self.offset),
+            velocity=self.gain * readings.velocity,
+            torque=readings.torque / self.gain,
             fresh=readings.fresh.copy(),
             enabled=readings.enabled.copy(),
             fault=readings.fault,
         )
 
     def to_motor(self, position: np.ndarray, kp: np.ndarray, kd: np.ndarray, effort: np.ndarray | float = 1.0) -> MotorCommand:
-        """Hold joint targets ``position`` with gains ``kp``/``kd`` and ``effort``: a motor-space impedance command, no feed-forward."""
-        return MotorCommand.hold(self.sign * np.asarray(position, np.float64) + self.offset, kp, kd, effort)
+        """Hold joint targets ``position`` with joint-space gains ``kp``/``kd`` and ``effort``: a motor-space command, no feed-forward."""
+        stiffness = self.gain**2  # torque per angle: one gain for the torque, one for the angle
+        motor = np.asarray(position, np.float64) / self.gain + self.offset
+        return MotorCommand.hold(motor, np.asarray(kp, np.float64) * stiffness, np.asarray(kd, np.float64) * stiffness, effort)
 
-
-def damiao_motors(config: DeployConfig) -> list[DamiaoMotor]:
-    """The config's motors as the Damiao bus names them: by the joint each drives."""
-    return [DamiaoMotor(m.joint, m.can_id, m.master_id, m.model) for m in config.motors]

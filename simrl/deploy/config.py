@@ -4,66 +4,35 @@ The file is checked twice, like ``robot.yaml``: its shape by pydantic (one-line
 errors naming file, field, value and what is allowed, "did you mean" for typos),
 then its joint names and limits against the robot, so a motor mapped to a
 misspelled joint or a limit past the joint's range is refused before any bus is
-opened.
+opened. The ``bus:`` block and the motor entries belong to the motor family
+``bus.kind`` names: their models come from the bus registry
+(``simrl.deploy.buses.BUS_KINDS``), everything else here is the runtime's.
 """
 
 from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Union
 
 import numpy as np
 import pydantic
 
 from simrl.config import StrictModel, read_yaml, validate_model
-from simrl.deploy.buses.damiao import DAMIAO_LIMITS
+from simrl.deploy.buses import BUS_KINDS
 from simrl.errors import SimrlError, did_you_mean
 from simrl.paths import data_dir
 from simrl.robots import Robot
 
 
-class BusConfig(StrictModel):
-    """Which wire the motors are on (python-can settings) and how long to wait for them."""
+# Each family's ``bus:`` block and motor entry, tagged by ``kind`` (the registry decides which families exist).
+BusConfig = Annotated[Union[tuple(kind.bus for kind in BUS_KINDS.values())], pydantic.Field(discriminator="kind")]  # type: ignore[misc]
+MotorConfig = Annotated[Union[tuple(kind.motor for kind in BUS_KINDS.values())], pydantic.Field(discriminator="kind")]  # type: ignore[misc]
 
-    kind: Literal["damiao"] = "damiao"
-    interface: str = pydantic.Field("socketcan", description="python-can interface: socketcan, socketcand, virtual, ...")
-    channel: str = "can0"
-    bitrate: int | None = pydantic.Field(1_000_000, gt=0)
-    host: str | None = pydantic.Field(None, description="socketcand server host")
-    port: int | None = pydantic.Field(None, ge=1, le=65535, description="socketcand server port")
-    reply_timeout_s: float = pydantic.Field(0.008, gt=0, le=0.1)
-    setup_timeout_s: float = pydantic.Field(0.05, gt=0, le=2.0)
-    retries: int = pydantic.Field(3, ge=0, le=20)
-
-    def can_settings(self) -> dict[str, Any]:
-        """Keyword arguments for ``DamiaoBus`` beyond the motors and timeouts."""
-        settings: dict[str, Any] = {"interface": self.interface, "channel": self.channel, "bitrate": self.bitrate}
-        if self.host is not None:
-            settings["host"] = self.host
-        if self.port is not None:
-            settings["port"] = self.port
-        return settings
-
-
-class MotorConfig(StrictModel):
-    """One motor: the joint it drives, its ids and model, its MIT gains and its calibration."""
-
-    joint: str
-    can_id: int = pydantic.Field(ge=1, le=0x7FE)
-    master_id: int = pydantic.Field(ge=0, le=0x7FE)
-    model: str
-    kp: float = pydantic.Field(ge=0, le=500, description="N·m/rad (Damiao MIT range 0..500)")
-    kd: float = pydantic.Field(ge=0, le=5, description="N·m·s/rad (Damiao MIT range 0..5)")
-    offset: float = pydantic.Field(0.0, ge=-math.pi, le=math.pi, description="motor angle (rad) at the joint's zero")
-    sign: Literal[1, -1] = 1
-
-    @pydantic.field_validator("model")
-    @classmethod
-    def _known_model(cls, model: str) -> str:
-        if model not in DAMIAO_LIMITS:
-            raise ValueError(f"unknown motor model{did_you_mean(model, DAMIAO_LIMITS)}; allowed: {', '.join(DAMIAO_LIMITS)}")
-        return model
+# A reply timeout of at most this share of the period. A tick waits on two exchanges (the state read, then the
+# command), so only a motor silent in both leaves under 20 % for inference; a tick that then runs late is an
+# overrun, counted. Less would report a loaded emulator's (or socketcand's) late replies as silent motors.
+REPLY_SHARE = 0.4
 
 
 class SafetyConfig(StrictModel):
@@ -104,7 +73,7 @@ class DeployConfig(StrictModel):
 
     robot: str
     rate_hz: float = pydantic.Field(50.0, gt=0, le=2000.0)
-    bus: BusConfig = BusConfig()
+    bus: BusConfig
     motors: list[MotorConfig] = pydantic.Field(min_length=1)
     joint_limits: dict[str, tuple[float, float]] = pydantic.Field(default_factory=dict, description="joint -> [low, high] rad")
     safety: SafetyConfig = SafetyConfig()
@@ -113,10 +82,25 @@ class DeployConfig(StrictModel):
     timing: TimingConfig = TimingConfig()
     success_radius_m: float = pydantic.Field(0.03, gt=0, le=0.5)
 
+    @pydantic.model_validator(mode="before")
+    @classmethod
+    def _motors_of_the_bus_kind(cls, data: Any) -> Any:
+        """Each motor entry is validated as the bus's family's: copy ``bus.kind`` into it (a file does not repeat it)."""
+        if not isinstance(data, dict) or not isinstance(data.get("bus"), dict) or not isinstance(data.get("motors"), list):
+            return data
+        kind = data["bus"].get("kind")
+        motors = [{**motor, "kind": kind} if isinstance(motor, dict) else motor for motor in data["motors"]]
+        return {**data, "motors": motors}
+
     @property
     def period(self) -> float:
         """Seconds per control tick."""
         return 1.0 / self.rate_hz
+
+    @property
+    def reply_timeout(self) -> float:
+        """How long one exchange waits for the replies: the bus's timeout, at most ``REPLY_SHARE`` of the period."""
+        return min(self.bus.reply_timeout_s, REPLY_SHARE * self.period)
 
 
 def config_path(robot: str, path: str | Path | None = None) -> Path:
@@ -172,7 +156,7 @@ def check_against_robot(file: Path, config: DeployConfig, robot: Robot) -> None:
     if config.robot != robot.name:
         raise SimrlError(f"{file}: field 'robot' = '{config.robot}' but the robot is '{robot.name}'")
     actuated = list(robot.config.arm_joints) + list(robot.config.gripper_joints)
-    for key in ("joint", "can_id"):  # the bus checks ids too, but only once it is built
+    for key in ("joint", *type(config.motors[0]).unique_fields):  # the bus checks ids too, but only once it is built
         values = [getattr(m, key) for m in config.motors]
         for i, value in enumerate(values):
             if values.index(value) != i:

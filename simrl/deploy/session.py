@@ -15,28 +15,23 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from simrl.deploy.bridge import Bridge, BridgeOutcome, LoopSettings, StopRequest
+from simrl.deploy.bridge import Bridge, BridgeOutcome, LoopSettings
+from simrl.deploy.buses import make_bus
 from simrl.deploy.buses.base import MotorBus
-from simrl.deploy.buses.damiao import DAMIAO_LIMITS, DamiaoBus
-from simrl.deploy.calibration import Calibration, damiao_motors
+from simrl.deploy.calibration import Calibration
 from simrl.deploy.clock import Clock, WallClock, collector_paused, realtime_scheduling
 from simrl.deploy.config import DeployConfig, home_pose, joint_limits, load_deploy_config
-from simrl.deploy.emulated_arm import DEFAULT_REALITY, EmulatedArm
+from simrl.deploy.emulation.emulated_arm import DEFAULT_REALITY, EmulatedArm
 from simrl.deploy.excitation import ArmSetup, ExcitationRequest, Schedule, design
 from simrl.deploy.goals import GoalSpec
 from simrl.deploy.log import DeployLog
 from simrl.deploy.policy_runtime import PolicyRuntime
 from simrl.deploy.report import DeploySummary, summarize
 from simrl.deploy.safety import event_names
+from simrl.deploy.stop import StopRequest
 from simrl.errors import SimrlError
 from simrl.robots import Robot, load_robot
 from simrl.tasks.reach import ReachTask, load_reach_config
-
-# A reply timeout of at most this share of the period. A tick waits on two exchanges (the state read, then the
-# command), so only a motor silent in both leaves under 20 % for inference; a tick that then runs late is an
-# overrun, counted. Less would report a loaded emulator's (or socketcand's) late replies as silent motors.
-REPLY_SHARE = 0.4
-
 
 @dataclass(frozen=True)
 class DeployRequest:
@@ -89,7 +84,7 @@ class Plan:
             goals=self.goals.tolist(),
             goal_source=self.goal_source,
             ticks_per_goal=self.ticks_per_goal,
-            reply_timeout_s=reply_timeout(self.config),
+            reply_timeout_s=self.config.reply_timeout,
             reality=None,
             safety_codes=event_names(),
         )
@@ -131,14 +126,15 @@ def _prepare_excitation(request: DeployRequest, robot: Robot, config: DeployConf
         raise SimrlError(f"--policy = {request.policy} and --excite both given; allowed: one of them (an excitation runs no policy)")
     if any(value is not None for value in (request.goals.goal, request.goals.file, request.goals.random)):
         raise SimrlError("--goal, --goals and --random-goals belong to a policy run; allowed with --excite: none of them")
+    gains = [m.impedance() for m in config.motors]
     arm = ArmSetup(
         joints=tuple(m.joint for m in config.motors),
         arm_joints=tuple(robot.config.arm_joints),
         home=home_pose(config, robot),
         limits=joint_limits(config, robot),
-        kp=np.array([m.kp for m in config.motors]),
-        kd=np.array([m.kd for m in config.motors]),
-        kd_max=np.array([DAMIAO_LIMITS[m.model].kd_max for m in config.motors]),
+        kp=np.array([g.kp for g in gains]),
+        kd=np.array([g.kd for g in gains]),
+        kd_max=np.array([g.kd_max for g in gains]),
         period=config.period,
         max_step=config.safety.max_step_rad,
         max_velocity=config.safety.max_velocity_rad_s,
@@ -151,25 +147,8 @@ def default_log_path(robot: str) -> Path:
     return Path("runs") / "deploy" / f"{robot}-{time.strftime('%Y%m%d-%H%M%S')}.npz"
 
 
-def reply_timeout(config: DeployConfig) -> float:
-    """How long one exchange waits for the replies: the config's timeout, at most ``REPLY_SHARE`` of the period."""
-    return min(config.bus.reply_timeout_s, REPLY_SHARE * config.period)
-
-
-def make_bus(config: DeployConfig, **settings: Any) -> DamiaoBus:
-    """The Damiao bus of ``config`` (``settings`` replace its python-can ones)."""
-    bus = config.bus
-    return DamiaoBus(
-        damiao_motors(config),
-        **{**bus.can_settings(), **settings},
-        reply_timeout=reply_timeout(config),
-        setup_timeout=bus.setup_timeout_s,
-        retries=bus.retries,
-    )
-
-
 @contextlib.contextmanager
-def _arm(request: DeployRequest, plan: Plan) -> Iterator[tuple[DamiaoBus, dict[str, Any] | None]]:
+def _arm(request: DeployRequest, plan: Plan) -> Iterator[tuple[MotorBus, dict[str, Any] | None]]:
     """The bus to drive, and the emulated reality's description (None on hardware)."""
     if not request.emulate:
         yield make_bus(plan.config), None

@@ -28,7 +28,7 @@ from typing import Sequence
 import mujoco
 import numpy as np
 
-from simrl.deploy.emulated_arm import motor_torque_limits
+from simrl.deploy.emulation.emulated_arm import motor_torque_limits
 from simrl.errors import SimrlError
 from simrl.robots import Robot
 

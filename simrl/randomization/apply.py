@@ -2,7 +2,7 @@
 
 Training samples thousands of worlds inside jitted JAX code (``sampler.py``);
 the deploy emulator's "reality" samples one world with numpy on a computer
-without JAX (``simrl.deploy.reality``). Both run the lines below: the array
+without JAX (``simrl.deploy.emulation.reality``). Both run the lines below: the array
 module comes in as ``xp`` and the randomness as a ``RandomSource`` (a JAX key or
 a numpy ``Generator``), so a kind means the same thing in training and in the
 reality it is meant to cover. This module must not import JAX.

@@ -120,7 +120,7 @@ KINDS: dict[str, Kind] = {
     "goal_workspace_scale": Kind(
         "none", "scale", "episode", "x", "size of the goal box about its centre", nonnegative=True, applies=("scale",)
     ),
-    # Only the deploy bus emulators act on it (simrl.deploy.reality); the training env ignores it.
+    # Only the deploy bus emulators act on it (simrl.deploy.emulation.reality); the training env ignores it.
     "reply_drop_rate": Kind(
         "none", "add", "episode", "probability", "chance that a motor's reply is lost on the bus (bus emulators only)",
         nonnegative=True, applies=("add",),

@@ -2,7 +2,7 @@
 
 A bus speaks in *motor space*: each motor's own shaft angle, velocity and
 torque, in the order of its ``motor_names``. Calibration (zero offsets and
-direction signs) is the bridge's job, so one bus class serves every arm that
+gains, ``simrl.deploy.calibration``) is the bridge's job, so one bus class serves every arm that
 uses its motor family (LeRobot's layering: abstract bus -> vendor bus).
 
 Two kinds of motor fit the same ``MotorCommand``. A torque ("MIT") motor

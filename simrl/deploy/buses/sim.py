@@ -18,7 +18,7 @@ import time
 import numpy as np
 
 from simrl.deploy.buses.base import BusError, MotorCommand, MotorReadings
-from simrl.deploy.reality import RealityPlant
+from simrl.deploy.emulation.reality import RealityPlant
 
 
 class SimBus:

@@ -1,0 +1,1 @@
+"""Emulated arms for testing buses without hardware: the plant (MuJoCo under a drawn reality), one firmware per motor family, and the transports that carry its bytes (python-can virtual channel and socketcand, a paced pty)."""

@@ -41,7 +41,7 @@ from typing import Any, Sequence
 import mujoco
 import numpy as np
 
-from simrl.deploy.plant import MotorSample
+from simrl.deploy.emulation.plant import MotorSample
 from simrl.errors import SimrlError, did_you_mean
 from simrl.paths import data_dir
 from simrl.randomization import apply

@@ -2,7 +2,7 @@
 
 An emulator decodes wire frames and calls a ``MotorPlant``; the plant is the
 arm and its motors (a MuJoCo simulation with a hidden "reality", see
-``simrl.deploy.reality``). Keeping the two apart lets one plant sit behind any
+``simrl.deploy.emulation.reality``). Keeping the two apart lets one plant sit behind any
 motor family's emulator, and lets the ``sim`` bus drive a plant with no wire.
 """
 

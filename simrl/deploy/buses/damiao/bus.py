@@ -1,263 +1,45 @@
-"""Damiao quasi-direct-drive motors (OpenArm) on CAN, through python-can.
+"""``DamiaoBus``: the ``MotorBus`` of Damiao quasi-direct-drive motors (OpenArm) on one CAN channel, through python-can.
 
-The wire facts below are read from the maker-side drivers, enactic/openarm_can
-``src/openarm/damiao_motor/`` (``dm_motor_constants.hpp``, ``dm_motor_control.cpp``)
-and huggingface/lerobot ``src/lerobot/motors/damiao/tables.py``, plus the
-vendor's ``DM_CAN.py`` for parameter replies. The frame codecs are plain
-functions so that the bus and the emulator (``simrl.deploy.emulator``) share
-one implementation: a bug in either direction then shows up as a failed
-round-trip in the tests instead of two mistakes that cancel out.
-
-Wire summary (classic CAN, 11-bit ids, 8 data bytes):
-- motor ``can_id`` receives commands; it answers on its ``master_id``;
-- ``FF×7 FC/FD/FE/FB`` on ``can_id``: enable / disable / set zero / clear error;
-- any other 8 bytes on ``can_id``: an MIT command (see ``pack_mit_command``);
-- ``0x7FF``: parameter frames ``[id_lo, id_hi, op, rid, value(4, LE)]``.
+The frames themselves are ``protocol.py``'s; this module is the exchange
+around them: which frames go out for each ``MotorBus`` call, which replies
+count, how long to wait and when to retry.
 """
 
 from __future__ import annotations
 
-import struct
 import time
-from dataclasses import dataclass
-from types import MappingProxyType
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import can
 import numpy as np
 
 from simrl.deploy.buses.base import BusError, MotorCommand, MotorReadings
-from simrl.errors import SimrlError, did_you_mean
-
-
-class DamiaoConfigError(SimrlError):
-    """A motor list, motor model or command the Damiao bus cannot use."""
-
-
-@dataclass(frozen=True)
-class DamiaoLimits:
-    """The ranges a motor model maps its fixed-point MIT fields onto (rad, rad/s, N·m)."""
-
-    pmax: float
-    vmax: float
-    tmax: float
-    kp_max: float = 500.0  # kp range [0, 500]: openarm_can pack_mit_control_data, lerobot MIT_KP_RANGE
-    kd_max: float = 5.0  # kd range [0, 5]: same sources
-
-
-# [PMAX, VMAX, TMAX] per model: openarm_can dm_motor_constants.hpp MOTOR_LIMIT_PARAMS,
-# lerobot tables.py MOTOR_LIMIT_PARAMS. For DM4340 lerobot says VMAX 8; openarm_can
-# (the arm maker's driver) says 10, and the motor firmware must agree with whoever
-# wrote its PMAX/VMAX/TMAX registers, so we follow the arm maker.
-DAMIAO_LIMITS: Mapping[str, DamiaoLimits] = MappingProxyType(
-    {
-        "DM4310": DamiaoLimits(pmax=12.5, vmax=30.0, tmax=10.0),
-        "DM4340": DamiaoLimits(pmax=12.5, vmax=10.0, tmax=28.0),
-        "DM8009": DamiaoLimits(pmax=12.5, vmax=45.0, tmax=54.0),
-    }
+from simrl.deploy.buses.damiao.protocol import (
+    CMD_CLEAR_ERROR,
+    CMD_DISABLE,
+    CMD_ENABLE,
+    CMD_SET_ZERO,
+    CTRL_MODE_MIT,
+    PARAM_CAN_ID,
+    PARAM_READ,
+    PARAM_REFRESH,
+    PARAM_WRITE,
+    RID_CTRL_MODE,
+    STATUS_DISABLED,
+    STATUS_ENABLED,
+    STATUS_TEXT,
+    DamiaoConfigError,
+    DamiaoMotor,
+    check_motor_list,
+    command_frame,
+    decode_status,
+    pack_mit_command,
+    pack_param,
+    register_value,
+    unpack_mit_reply,
+    unpack_param,
 )
-
-# Last byte of the FF×7 command frames (openarm_can create_*_command, lerobot CAN_CMD_*).
-CMD_ENABLE = 0xFC
-CMD_DISABLE = 0xFD
-CMD_SET_ZERO = 0xFE
-CMD_CLEAR_ERROR = 0xFB
-
-# Parameter frames (openarm_can create_query_param/set_control_mode/refresh_command).
-PARAM_CAN_ID = 0x7FF
-PARAM_READ = 0x33
-PARAM_WRITE = 0x55
-PARAM_REFRESH = 0xCC
-RID_CTRL_MODE = 10
-CTRL_MODE_MIT = 1
-
-# Status nibble of a reply's first byte (ROBOTS.md, the damiao-motor package's decoder): 0 and 1 say
-# whether torque is on, the others are latched faults (torque off until a clear-error frame).
-STATUS_DISABLED = 0
-STATUS_ENABLED = 1
-FAULTS: Mapping[int, str] = MappingProxyType(
-    {
-        0x8: "over-voltage",
-        0x9: "under-voltage",
-        0xA: "over-current",
-        0xB: "MOSFET over-temperature",
-        0xC: "rotor over-temperature",
-        0xD: "lost communication",
-        0xE: "overload",
-    }
-)
-STATUS_TEXT: Mapping[int, str] = MappingProxyType({STATUS_DISABLED: "disabled", STATUS_ENABLED: "enabled", **FAULTS})
-
-_MAX_STD_ID = 0x7FE  # 11-bit ids; 0x7FF is the parameter channel
-_COMMAND_PREFIX = b"\xff" * 7
-_COMMAND_CODES = (CMD_ENABLE, CMD_DISABLE, CMD_SET_ZERO, CMD_CLEAR_ERROR)
-
-
-@dataclass(frozen=True)
-class DamiaoMotor:
-    """One motor on the bus: its name, the id it listens on, the id it answers on, its model."""
-
-    name: str
-    can_id: int
-    master_id: int
-    model: str
-
-    def __post_init__(self) -> None:
-        if self.model not in DAMIAO_LIMITS:
-            raise DamiaoConfigError(
-                f"Damiao motor '{self.name}': model '{self.model}' is not one of "
-                f"{', '.join(DAMIAO_LIMITS)}{did_you_mean(self.model, DAMIAO_LIMITS)}"
-            )
-        for field, value, low in (("can_id", self.can_id, 1), ("master_id", self.master_id, 0)):
-            if not low <= value <= _MAX_STD_ID:
-                raise DamiaoConfigError(
-                    f"Damiao motor '{self.name}': {field} {value:#x} is outside {low:#x}..{_MAX_STD_ID:#x}"
-                )
-
-    @property
-    def limits(self) -> DamiaoLimits:
-        """The MIT field ranges of this motor's model."""
-        return DAMIAO_LIMITS[self.model]
-
-
-# ---------------------------------------------------------------- codecs
-
-
-def _to_uint(x: float, low: float, high: float, bits: int) -> int:
-    """Clamp ``x`` into [low, high] and map it onto ``bits`` bits.
-
-    Truncates like openarm_can ``double_to_uint`` (a C cast), so our frames are
-    bit-identical to the arm maker's: zero on a ±range maps to 0x7FFF, not 0x8000.
-    """
-    if x != x:
-        raise DamiaoConfigError(f"Damiao MIT field value is NaN; allowed: a number (clamped to [{low}, {high}])")
-    x = low if x < low else high if x > high else x
-    return int((x - low) / (high - low) * ((1 << bits) - 1))
-
-
-def _to_float(u: int, low: float, high: float, bits: int) -> float:
-    """The inverse of ``_to_uint`` (openarm_can ``uint_to_double``)."""
-    return u / ((1 << bits) - 1) * (high - low) + low
-
-
-def pack_mit_command(limits: DamiaoLimits, q: float, dq: float, kp: float, kd: float, tau: float) -> bytes:
-    """The 8 data bytes of an MIT command: q 16 bits, dq/kp/kd/tau 12 bits each, big-endian nibble packing."""
-    uq = _to_uint(q, -limits.pmax, limits.pmax, 16)
-    udq = _to_uint(dq, -limits.vmax, limits.vmax, 12)
-    ukp = _to_uint(kp, 0.0, limits.kp_max, 12)
-    ukd = _to_uint(kd, 0.0, limits.kd_max, 12)
-    utau = _to_uint(tau, -limits.tmax, limits.tmax, 12)
-    return bytes(
-        (
-            uq >> 8,
-            uq & 0xFF,
-            udq >> 4,
-            (udq & 0xF) << 4 | ukp >> 8,
-            ukp & 0xFF,
-            ukd >> 4,
-            (ukd & 0xF) << 4 | utau >> 8,
-            utau & 0xFF,
-        )
-    )
-
-
-def unpack_mit_command(limits: DamiaoLimits, data: bytes) -> tuple[float, float, float, float, float]:
-    """``(q, dq, kp, kd, tau)`` from an MIT command's 8 bytes: what the motor firmware decodes."""
-    uq = data[0] << 8 | data[1]
-    udq = data[2] << 4 | data[3] >> 4
-    ukp = (data[3] & 0xF) << 8 | data[4]
-    ukd = data[5] << 4 | data[6] >> 4
-    utau = (data[6] & 0xF) << 8 | data[7]
-    return (
-        _to_float(uq, -limits.pmax, limits.pmax, 16),
-        _to_float(udq, -limits.vmax, limits.vmax, 12),
-        _to_float(ukp, 0.0, limits.kp_max, 12),
-        _to_float(ukd, 0.0, limits.kd_max, 12),
-        _to_float(utau, -limits.tmax, limits.tmax, 12),
-    )
-
-
-def pack_mit_reply(
-    limits: DamiaoLimits, motor_id: int, status: int, q: float, dq: float, tau: float, t_mos: int, t_rotor: int
-) -> bytes:
-    """A motor's state reply: B0 = status<<4 | id&0xF, q 16 bits, dq 12, tau 12, then two temperatures (°C)."""
-    uq = _to_uint(q, -limits.pmax, limits.pmax, 16)
-    udq = _to_uint(dq, -limits.vmax, limits.vmax, 12)
-    utau = _to_uint(tau, -limits.tmax, limits.tmax, 12)
-    return bytes(
-        (
-            (status & 0xF) << 4 | motor_id & 0xF,
-            uq >> 8,
-            uq & 0xFF,
-            udq >> 4,
-            (udq & 0xF) << 4 | utau >> 8,
-            utau & 0xFF,
-            min(max(int(t_mos), 0), 255),
-            min(max(int(t_rotor), 0), 255),
-        )
-    )
-
-
-def unpack_mit_reply(limits: DamiaoLimits, data: bytes) -> tuple[int, int, float, float, float, int, int]:
-    """``(motor_id, status, q, dq, tau, t_mos, t_rotor)`` from a state reply (openarm_can parse_motor_state_data)."""
-    uq = data[1] << 8 | data[2]
-    udq = data[3] << 4 | data[4] >> 4
-    utau = (data[4] & 0xF) << 8 | data[5]
-    return (
-        data[0] & 0xF,
-        data[0] >> 4,
-        _to_float(uq, -limits.pmax, limits.pmax, 16),
-        _to_float(udq, -limits.vmax, limits.vmax, 12),
-        _to_float(utau, -limits.tmax, limits.tmax, 12),
-        data[6],
-        data[7],
-    )
-
-
-def decode_status(status: int) -> tuple[bool, str]:
-    """``(enabled, fault)`` of a reply's state nibble: what ``MotorReadings`` carries instead of the code.
-
-    A code the firmware does not document (2..7, 0xF) is a fault too, named by
-    its value: a motor in an unknown state is not one to keep driving.
-    """
-    if status in FAULTS:
-        return False, FAULTS[status]
-    if status in (STATUS_DISABLED, STATUS_ENABLED):
-        return status == STATUS_ENABLED, ""
-    return False, f"unknown state {status:#x}"
-
-
-def command_frame(code: int) -> bytes:
-    """``FF×7 code``: enable, disable, set-zero or clear-error."""
-    return _COMMAND_PREFIX + bytes((code,))
-
-
-def command_code(data: bytes) -> int | None:
-    """The code of an ``FF×7 code`` frame, or None when ``data`` is an MIT command."""
-    if len(data) == 8 and data[:7] == _COMMAND_PREFIX and data[7] in _COMMAND_CODES:
-        return data[7]
-    return None
-
-
-def is_uint_param(rid: int) -> bool:
-    """Whether register ``rid`` holds a uint32 (else a float32): openarm_can ``is_in_ranges``, DM_CAN.py."""
-    return 7 <= rid <= 10 or 13 <= rid <= 16 or 35 <= rid <= 36
-
-
-def pack_param(can_id: int, op: int, rid: int, value: float = 0) -> bytes:
-    """A parameter frame ``[id_lo, id_hi, op, rid, value as uint32 or float32 LE]`` (on 0x7FF, and its reply)."""
-    raw = struct.pack("<I", int(value)) if is_uint_param(rid) else struct.pack("<f", value)
-    return bytes((can_id & 0xFF, can_id >> 8 & 0xFF, op, rid)) + raw
-
-
-def unpack_param(data: bytes) -> tuple[int, int, int, float]:
-    """``(can_id, op, rid, value)`` from a parameter frame; value is an int for uint32 registers."""
-    rid = data[3]
-    (value,) = struct.unpack("<I" if is_uint_param(rid) else "<f", bytes(data[4:8]))
-    return data[0] | data[1] << 8, data[2], rid, value
-
-
-# ---------------------------------------------------------------- the bus
+from simrl.errors import did_you_mean
 
 
 def _one_line(exc: BaseException) -> str:
@@ -297,7 +79,7 @@ class DamiaoBus:
         retries: int = 3,
         **can_kwargs: Any,
     ) -> None:
-        _check_motors(motors)
+        check_motor_list(motors)
         self.motor_names = tuple(m.name for m in motors)
         self._motors = tuple(motors)
         self._by_name = {m.name: i for i, m in enumerate(motors)}
@@ -471,13 +253,14 @@ class DamiaoBus:
 
     def _take_state(self, msg: can.Message) -> int | None:
         """Store a state reply from one of our motors and return its index; None for any other frame."""
-        data = msg.data
-        if msg.is_error_frame or msg.is_remote_frame or len(data) < 8:
+        data = bytes(msg.data)
+        if msg.is_error_frame or msg.is_remote_frame or not data:
             return None
         i = self._by_reply.get(msg.arbitration_id << 4 | data[0] & 0xF)
-        if i is None:
+        decoded = None if i is None else unpack_mit_reply(self._motors[i].limits, data)
+        if decoded is None:  # not one of our motors, or not a whole reply
             return None
-        _, status, q, dq, tau, _, _ = unpack_mit_reply(self._motors[i].limits, data)
+        _, status, q, dq, tau, _, _ = decoded
         self._status[i] = status
         self._position[i] = q
         self._velocity[i] = dq
@@ -488,10 +271,10 @@ class DamiaoBus:
         """A receiver for parameter replies ``op``/``rid`` (they come on the master id, DM_CAN.py)."""
 
         def take(msg: can.Message) -> int | None:
-            data = msg.data
-            if msg.is_error_frame or len(data) < 8 or data[2] != op or data[3] != rid:
+            decoded = None if msg.is_error_frame or msg.is_remote_frame else unpack_param(bytes(msg.data))
+            if decoded is None or decoded[1:3] != (op, rid):
                 return None
-            can_id, _, _, value = unpack_param(data)
+            can_id, _, _, value = decoded
             i = self._by_can_id.get(can_id)
             if i is None or self._motors[i].master_id != msg.arbitration_id:
                 return None
@@ -588,7 +371,7 @@ class DamiaoBus:
     def _write_params(self, targets: Iterable[int], rid: int, value: float) -> None:
         # The echo is the motor's value after the write (DM_CAN.py write_motor_param compares it),
         # so compare with the value as the register stores it (float32 or uint32).
-        expected = unpack_param(pack_param(0, PARAM_WRITE, rid, value))[3]
+        expected = register_value(rid, value)
         self._request_params(
             targets,
             PARAM_WRITE,
@@ -615,27 +398,4 @@ class DamiaoBus:
             enabled=np.array([enabled for enabled, _ in decoded]),
             fault=tuple(fault for _, fault in decoded),
             stamp=time.monotonic(),
-        )
-
-
-def _check_motors(motors: Sequence[DamiaoMotor]) -> None:
-    """Reject motor lists whose replies could not be told apart."""
-    if not motors:
-        raise DamiaoConfigError("Damiao bus needs at least one motor")
-    for key, label in (
-        (lambda m: m.name, "name"),
-        (lambda m: m.can_id, "can_id"),
-        (lambda m: (m.master_id, m.can_id & 0xF), "master_id and low can_id nibble"),
-    ):
-        seen: dict[object, str] = {}
-        for m in motors:
-            if key(m) in seen:
-                raise DamiaoConfigError(
-                    f"Damiao motors '{seen[key(m)]}' and '{m.name}' share the same {label}; allowed: distinct"
-                )
-            seen[key(m)] = m.name
-    clash = {m.master_id for m in motors} & {m.can_id for m in motors}
-    if clash:
-        raise DamiaoConfigError(
-            f"Damiao master id(s) {sorted(clash)} are also motor command ids; allowed: disjoint sets"
         )

@@ -17,11 +17,12 @@ from typing import Iterator
 import can
 import numpy as np
 
-from simrl.deploy.calibration import damiao_motors
+from simrl.deploy.buses.damiao.settings import damiao_motors
 from simrl.deploy.clock import realtime_scheduling
 from simrl.deploy.config import DeployConfig
-from simrl.deploy.emulator import DamiaoEmulator, SocketcandServer
-from simrl.deploy.reality import RealityPlant, RealTimeStepper, load_reality
+from simrl.deploy.emulation.damiao_firmware import DamiaoEmulator
+from simrl.deploy.emulation.reality import RealityPlant, RealTimeStepper, load_reality
+from simrl.deploy.emulation.socketcand import SocketcandServer
 from simrl.errors import SimrlError
 from simrl.robots import Robot
 
@@ -56,7 +57,7 @@ class EmulatedArm:
         self.reality = load_reality(reality, robot, seed)
         self.plant = RealityPlant(robot, self.reality, joints, motor_torque_limits(robot, joints))
         self.channel = f"simrl-emulator-{uuid.uuid4().hex[:12]}"
-        self._motors = damiao_motors(config)
+        self._motors = damiao_motors(config.motors)
         self._wire: can.BusABC | None = None
         self._stepper: RealTimeStepper | None = None
         self._emulator: DamiaoEmulator | None = None

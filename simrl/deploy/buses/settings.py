@@ -1,0 +1,78 @@
+"""What each motor family's part of ``deploy/<arm>.yaml`` gives the runtime: the ``bus:`` block and the motor entries.
+
+Both are vendor specific (a CAN channel and ids for Damiao, a serial port and
+servo ids for a Feetech or Dynamixel bus), so each family subclasses the two
+models below in its own package (``buses/<vendor>/settings.py``) and declares a
+``BusKind``; the registry (``simrl.deploy.buses.BUS_KINDS``) turns them into one
+tagged union keyed on ``kind``, so the file is validated against its own
+family's fields. The runtime (bridge, calibration, safety) reads only what is
+declared here: the common motor fields and ``impedance()``.
+"""
+
+from __future__ import annotations
+
+import abc
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, Sequence
+
+import pydantic
+
+from simrl.config import StrictModel
+
+if TYPE_CHECKING:
+    from simrl.deploy.buses.base import MotorBus
+
+
+class BusSettings(StrictModel):
+    """The ``bus:`` block: which motor family (``kind``, narrowed to one ``Literal`` by each subclass) and how long to wait for it."""
+
+    kind: str
+    reply_timeout_s: float = pydantic.Field(0.008, gt=0, le=0.1, description="each exchange of a tick waits at most this for every reply")
+    setup_timeout_s: float = pydantic.Field(0.05, gt=0, le=2.0, description="each try of enable / disable / configuration")
+    retries: int = pydantic.Field(3, ge=0, le=20, description="further tries of a setup request")
+
+
+@dataclass(frozen=True)
+class Impedance:
+    """The gains the bridge puts in every ``MotorCommand`` for one motor (joint space), and the largest kd it takes."""
+
+    kp: float  # N·m/rad
+    kd: float  # N·m·s/rad
+    kd_max: float  # the excitation's kd levels stay below this
+
+
+class MotorSettings(StrictModel):
+    """One ``motors:`` entry: the joint it drives and its calibration (every family), plus the family's own fields.
+
+    ``kind`` is the bus's: the deploy config copies ``bus.kind`` into each entry
+    to pick the family's model, so a file never repeats it (and a dump leaves it out).
+    """
+
+    kind: str = pydantic.Field(exclude=True)
+    joint: str
+    offset: float = pydantic.Field(0.0, ge=-math.pi, le=math.pi, description="motor angle (rad) at the joint's zero")
+    sign: Literal[1, -1] = 1
+
+    # Fields that name one motor on the wire besides ``joint`` (Damiao: can_id): the config refuses repeats.
+    unique_fields: ClassVar[tuple[str, ...]] = ()
+
+    @abc.abstractmethod  # pydantic's model metaclass is an ABCMeta: a family that forgets it cannot be instantiated
+    def impedance(self) -> Impedance:
+        """The gains commanded to this motor. A position servo closes its own loop and ignores them: say 0, 0."""
+
+
+class BusBuilder(Protocol):
+    """Builds a family's bus, unopened, from its ``bus`` block and its motor entries (bus order)."""
+
+    def __call__(self, bus: Any, motors: Sequence[Any], reply_timeout: float, **settings: Any) -> "MotorBus":
+        """``reply_timeout``: the run's per-exchange timeout (s); ``settings`` replace the file's (tests, the emulator's channel)."""
+
+
+@dataclass(frozen=True)
+class BusKind:
+    """One motor family as the registry knows it: its two settings models and how to build its bus from them."""
+
+    bus: type[BusSettings]
+    motor: type[MotorSettings]
+    build: BusBuilder
