@@ -329,17 +329,29 @@ def test_a_lost_bus_stops_the_run_and_still_tries_to_disable(tmp_path: Path, ope
 
 
 @pytest.mark.parametrize("where", ["read", "exchange"])
-@pytest.mark.parametrize(("bad", "event", "detail"), [("fault", SafetyEvent.MOTOR_FAULT, "motor fault: joint3 (over-current)"), ("nan", SafetyEvent.BAD_READING, "a reply decoded to NaN")])
+@pytest.mark.parametrize(
+    ("bad", "event", "detail"),
+    [
+        ("fault", SafetyEvent.MOTOR_FAULT, "motor fault: joint3 (over-current)"),
+        ("off", SafetyEvent.MOTOR_FAULT, "motor not enabled: joint3"),  # torque off without a fault: a motor that reset
+        ("nan", SafetyEvent.BAD_READING, "a reply decoded to NaN"),
+    ],
+)
 def test_a_fault_or_nan_in_either_exchange_of_a_tick_stops_the_run(tmp_path: Path, openarm: Robot, where: str, bad: str, event: SafetyEvent, detail: str) -> None:
-    """Tick 9's read or command reply says joint3 is over-current or decodes to NaN: that tick is the last before the shutdown."""
+    """Tick 9's read or command reply says joint3 is over-current, off, or decodes to NaN: that tick is the last before the shutdown."""
 
     class BadReply(FailingBus):
         def _spoil(self, readings: MotorReadings) -> MotorReadings:
             if self._reads != 10:
                 return readings
-            fault, position = list(readings.fault), readings.position.copy()
-            fault[2], position[2] = ("over-current", position[2]) if bad == "fault" else (fault[2], np.nan)
-            return MotorReadings(position, readings.velocity, readings.torque, readings.fresh, readings.enabled, tuple(fault), readings.stamp)
+            fault, position, enabled = list(readings.fault), readings.position.copy(), readings.enabled.copy()
+            if bad == "fault":
+                fault[2], enabled[2] = "over-current", False  # a latched fault also drops torque
+            elif bad == "off":
+                enabled[2] = False
+            else:
+                position[2] = np.nan
+            return MotorReadings(position, readings.velocity, readings.torque, readings.fresh, enabled, tuple(fault), readings.stamp)
 
         def read(self) -> MotorReadings:
             readings = super().read()

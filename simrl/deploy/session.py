@@ -33,6 +33,7 @@ from simrl.errors import SimrlError
 from simrl.robots import Robot, load_robot
 from simrl.tasks.reach import ReachTask, load_reach_config
 
+
 @dataclass(frozen=True)
 class DeployRequest:
     """What ``simrl deploy`` was asked for: a policy toward goals, or an excitation schedule."""
@@ -155,7 +156,7 @@ def _arm(request: DeployRequest, plan: Plan) -> Iterator[tuple[MotorBus, dict[st
         return
     emulated = EmulatedArm(plan.robot, plan.config, request.reality, request.reality_seed)
     with emulated.started(plan.config.timing.realtime_priority):
-        yield make_bus(plan.config, interface="virtual", channel=emulated.channel), emulated.reality.describe()
+        yield make_bus(plan.config, **emulated.bus_settings), emulated.reality.describe()
 
 
 def run_deploy(request: DeployRequest, plan: Plan, stop: StopRequest) -> DeploySummary:

@@ -62,6 +62,11 @@ class EmulatedArm:
         self._stepper: RealTimeStepper | None = None
         self._emulator: DamiaoEmulator | None = None
 
+    @property
+    def bus_settings(self) -> dict[str, str]:
+        """What ``make_bus`` needs, beyond the deploy file, to reach this arm instead of the file's wire."""
+        return {"interface": "virtual", "channel": self.channel}
+
     def start(self) -> "EmulatedArm":
         """Start the physics clock and the firmware (the arm starts at home, motors off)."""
         self._wire = can.Bus(interface="virtual", channel=self.channel)
