@@ -2,11 +2,26 @@
 
 from __future__ import annotations
 
+import tempfile
+
 import pytest
+from hypothesis.configuration import set_hypothesis_home_dir
 
 from simrl.robots import Robot, load_robot
 
 ROBOTS = ("so101", "openarm", "fr3")
+_HYPOTHESIS_HOME = pytest.StashKey[tempfile.TemporaryDirectory]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Hypothesis caches what it reads of the source in its home (./.hypothesis by default, at collection): tests write only to temporary folders."""
+    home = tempfile.TemporaryDirectory(prefix="simrl-hypothesis-")
+    config.stash[_HYPOTHESIS_HOME] = home
+    set_hypothesis_home_dir(home.name)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    config.stash[_HYPOTHESIS_HOME].cleanup()
 
 
 @pytest.fixture(scope="session", params=ROBOTS)

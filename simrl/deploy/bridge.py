@@ -51,6 +51,7 @@ from simrl.deploy.stop import StopRequest
 from simrl.robots import Robot
 from simrl.tasks.reach import ReachState, ReachTask
 
+
 def observe(task: ReachTask, joint_pos: np.ndarray, joint_vel: np.ndarray, state: ReachState) -> np.ndarray:
     """The policy's observation from measured arm joints: the env's ``_observe`` lines, in float32 like the env."""
     pos = np.asarray(joint_pos, dtype=np.float32)
