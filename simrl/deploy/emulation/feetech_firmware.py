@@ -245,27 +245,36 @@ class FeetechFirmware:
             return self._sync(packet) if packet.servo_id == BROADCAST_ID and len(params) >= 2 else []
         replies = []
         for servo in self._addressed(packet.servo_id):
-            data = b""
-            if code == Instruction.READ:
-                if len(params) != 2 or (data := self._read(servo, params[0], params[1])) is None:
-                    continue
-            elif code in (Instruction.WRITE, Instruction.REG_WRITE):
-                if len(params) < 2:
-                    continue
-                if code == Instruction.WRITE:
-                    self._write(servo, params[0], params[1:])
-                else:
-                    servo.pending = (params[0], params[1:])
-            elif code == Instruction.ACTION:
-                if servo.pending is not None:
-                    self._write(servo, *servo.pending)
-                    servo.pending = None
-            elif code != Instruction.PING:
-                continue  # an instruction this firmware does not know: no action, no reply
-            quiet = servo.get("Response_Status_Level") == 0 and code not in (Instruction.PING, Instruction.READ)
-            if (packet.servo_id != BROADCAST_ID or code in (Instruction.PING, Instruction.READ)) and not quiet:
+            data = self._act(servo, code, params)
+            if data is not None and self._answers(servo, packet.servo_id, code):
                 replies += self._reply(servo, packet.servo_id, data)
         return replies
+
+    def _act(self, servo: _Servo, code: int, params: bytes) -> bytes | None:
+        """Carry out one instruction on ``servo``; the reply's data, None for a malformed or unknown instruction (ignored)."""
+        if code == Instruction.PING:
+            return b""
+        if code == Instruction.READ:
+            return self._read(servo, params[0], params[1]) if len(params) == 2 else None
+        if code in (Instruction.WRITE, Instruction.REG_WRITE) and len(params) >= 2:
+            if code == Instruction.WRITE:
+                self._write(servo, params[0], params[1:])
+            else:
+                servo.pending = (params[0], params[1:])
+            return b""
+        if code == Instruction.ACTION:
+            if servo.pending is not None:
+                self._write(servo, *servo.pending)
+                servo.pending = None
+            return b""
+        return None
+
+    @staticmethod
+    def _answers(servo: _Servo, addressed_id: int, code: int) -> bool:
+        """Whether a status reply goes out: not to a broadcast, except ping and read, which ask for one;
+        at Response_Status_Level 0 only to ping and read (Feetech SCS.cpp: level 1 answers all but broadcasts)."""
+        asks = code in (Instruction.PING, Instruction.READ)
+        return (addressed_id != BROADCAST_ID or asks) and (asks or servo.get("Response_Status_Level") != 0)
 
     def _sync(self, packet: Packet) -> list[Reply]:
         """SYNC_READ ``[addr, n, id...]``: each listed servo replies in list order; SYNC_WRITE ``[addr, n, (id, n bytes)...]``: no reply."""

@@ -1,10 +1,11 @@
 """``MotorBus`` for Feetech STS3215 servos (the SO-101) on ``scservo_sdk``.
 
 The servo closes its own position loop, so a command is a Goal_Position per
-servo (sync write) and a state is one sync read per tick of the contiguous
-block Present_Position, Present_Velocity, Present_Load (addresses 56..61: 12
-bytes per servo back, 6 + 4 per servo out at 10 bits a byte, about 0.9 ms for
-six servos at 1 Mbaud). Motor space is the servo's own frame: angle 0 is tick
+servo (one sync write, 8 + 3n bytes) and a state is one sync read per tick of
+the contiguous block Present_Position, Present_Velocity, Present_Load
+(addresses 56..61: an 8 + n byte request, a 12-byte reply per servo). For six
+servos that is 112 bytes a tick, 1.12 ms at 1 Mbaud and 10 bits a byte, before
+any Return_Delay_Time (set to 0). Motor space is the servo's own frame: angle 0 is tick
 2048 (half a turn, where LeRobot's homing puts the calibration pose), 4096
 ticks a turn; velocity counts ticks/s (Feetech's speed unit, step/s); torque
 is Present_Load, per mille of the rated 3.35 N·m (ROBOTS.md; Feetech's own

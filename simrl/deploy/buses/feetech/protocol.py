@@ -221,9 +221,11 @@ class PacketStream:
     candidate whose checksum fails is counted (``bad_checksum``) and the search
     resumes one byte after its start, so a good packet that a torn one swallowed
     is still found. A candidate still incomplete when the line has been quiet for
-    ``gap_s`` is counted as torn and dropped, as a servo's receiver resets after
-    an idle line (a header whose LEN is below 2 is torn at once: no packet is
-    that short). Bytes skipped while looking for a header are ``noise_bytes``.
+    ``gap_s`` is counted as torn and dropped (a receiver that waits forever
+    for the rest of a torn packet would swallow the packets after it; Feetech
+    does not document its own timeout, so the gap is our choice). A header whose
+    LEN is below 2 is torn at once: no packet is that short. Bytes skipped
+    while looking for a header are ``noise_bytes``.
     """
 
     def __init__(self, gap_s: float) -> None:
