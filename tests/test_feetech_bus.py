@@ -10,7 +10,7 @@ import pytest
 
 from simrl.deploy.buses.base import BusError, MotorCommand
 from simrl.deploy.buses.feetech.bus import FeetechBus, FeetechCalibration
-from simrl.deploy.buses.feetech.protocol import RAD_PER_TICK, REGISTERS, PacketStream
+from simrl.deploy.buses.feetech.protocol import RAD_PER_TICK, REGISTERS, PacketStream, packet_bytes
 from simrl.deploy.emulation.feetech_firmware import FeetechFirmware
 from simrl.deploy.emulation.serial_link import PtySerialLink
 from simrl.deploy.reality import RealityPlant
@@ -102,7 +102,11 @@ def test_bad_configuration_is_refused_before_any_wire(names: list[str]) -> None:
 
 
 def test_enable_configures_like_lerobot_and_holds_the_pose(bus: FeetechBus, firmware: FeetechFirmware, so101: Robot) -> None:
+    # servo 4 comes with Phase bit 4 set (multi-turn angle feedback), which LeRobot clears on an STS3215
+    firmware.receive(packet_bytes(4, 0x03, bytes([REGISTERS["Lock"].address, 0])))
+    firmware.receive(packet_bytes(4, 0x03, bytes([REGISTERS["Phase"].address, 0x14])))
     readings = bus.enable()
+    assert [register(firmware, m, "Phase") for m in range(6)] == [0, 0, 0, 0x04, 0, 0]
     expected = {
         "Operating_Mode": 0,
         "P_Coefficient": 16,

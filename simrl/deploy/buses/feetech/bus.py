@@ -227,9 +227,9 @@ class FeetechBus:
         position, effort = np.asarray(command.position, np.float64), np.asarray(command.effort, np.float64)
         if position.shape != (n,) or effort.shape != (n,):
             raise SimrlError(f"MotorCommand position/effort have shapes {position.shape}/{effort.shape}; allowed: ({n},), one per motor")
-        if not np.all(np.isfinite(position)):
-            bad = [self.motor_names[i] for i in np.flatnonzero(~np.isfinite(position))]
-            raise SimrlError(f"MotorCommand position is not finite for {', '.join(bad)}")
+        if not np.all(np.isfinite(position) & np.isfinite(effort)):
+            bad = [self.motor_names[i] for i in np.flatnonzero(~(np.isfinite(position) & np.isfinite(effort)))]
+            raise SimrlError(f"MotorCommand position or effort is not finite for {', '.join(bad)}")
         ticks = np.rint(CENTER_TICK + position / RAD_PER_TICK)
         low = np.array([(c or FULL_RANGE).range_min for c in self._calibration])
         high = np.array([(c or FULL_RANGE).range_max for c in self._calibration])
@@ -313,13 +313,13 @@ class FeetechBus:
     def _setup(self, i: int, what: str, call: Callable[[scs.PortHandler, object, int], tuple]) -> tuple:
         """A unicast SDK transaction with servo ``i``, retried; its output (``(value, result, error)`` or ``(result, error)``)."""
         port = self._require_port()
+
+        def transact() -> tuple:
+            port.ser.reset_input_buffer()  # a late reply to an earlier try is not this one's
+            return call(port, self._handler, self._ids[i])
+
         result = scs.COMM_TX_FAIL
         for _ in range(self._retries + 1):
-
-            def transact() -> tuple:
-                port.ser.reset_input_buffer()  # a late reply to an earlier try is not this one's
-                return call(port, self._handler, self._ids[i])
-
             out = self._wire(transact)
             result = out[-2]
             if result == scs.COMM_SUCCESS:
