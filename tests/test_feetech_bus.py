@@ -16,7 +16,7 @@ from simrl.deploy.emulation.serial_link import PtySerialLink
 from simrl.deploy.reality import RealityPlant
 from simrl.errors import SimrlError
 from simrl.robots import Robot, load_robot
-from tests.feetech_rig import SERVO_IDS, Tap, motor_joints, so101_plant
+from tests.feetech_rig import PATIENT_S, SERVO_IDS, Tap, motor_joints, patient_sdk, so101_plant  # noqa: F401 (fixture)
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +52,7 @@ def names(so101: Robot) -> list[str]:
 
 @pytest.fixture
 def bus(link: PtySerialLink, names: list[str]) -> Iterator[FeetechBus]:
-    with FeetechBus(names, SERVO_IDS, port=link.port, reply_timeout=0.05) as bus:
+    with make_bus(names, link.port) as bus:
         yield bus
 
 
@@ -60,6 +60,13 @@ def register(firmware: FeetechFirmware, motor: int, name: str) -> int:
     """A register as the emulated servo holds it (the emulator's side of the wire)."""
     reg = REGISTERS[name]
     return reg.decode(firmware.control_table(motor)[reg.address : reg.address + reg.size])
+
+
+def make_bus(names: list[str], port: str, ids: tuple[int, ...] = SERVO_IDS, **settings: object) -> FeetechBus:
+    """A bus with patient timeouts (``PATIENT_S``): the emulator shares this loaded machine."""
+    settings.setdefault("reply_timeout", PATIENT_S)
+    settings.setdefault("setup_timeout", PATIENT_S)
+    return FeetechBus(names, ids, port=port, **settings)
 
 
 def hold(position: np.ndarray, effort: float = 1.0) -> MotorCommand:
@@ -79,12 +86,12 @@ def test_a_port_that_does_not_exist_is_named(tmp_path: Path, names: list[str]) -
 def test_wrong_model_number_names_the_motor_and_id(plant: RealityPlant, names: list[str]) -> None:
     with PtySerialLink(FeetechFirmware(plant, SERVO_IDS, model_number=1060)) as link:  # an XL430, say
         with pytest.raises(BusError, match=r"motor 'shoulder_pan' \(id 1\) reports model number 1060; allowed: 777"):
-            FeetechBus(names, SERVO_IDS, port=link.port).open()
+            make_bus(names, link.port).open()
 
 
 def test_missing_id_names_the_motor_and_id(link: PtySerialLink, names: list[str]) -> None:
     with pytest.raises(BusError, match=r"ping: motor 'gripper' \(id 9\) did not answer"):
-        FeetechBus(names, (1, 2, 3, 4, 5, 9), port=link.port, retries=0).open()
+        make_bus(names, link.port, (1, 2, 3, 4, 5, 9), retries=0).open()
 
 
 def test_bad_configuration_is_refused_before_any_wire(names: list[str]) -> None:
@@ -129,12 +136,12 @@ def test_enable_configures_like_lerobot_and_holds_the_pose(bus: FeetechBus, firm
 
 
 def test_enable_writes_only_what_differs(link: PtySerialLink, names: list[str], tap: Tap) -> None:
-    with FeetechBus(names, SERVO_IDS, port=link.port) as bus:
+    with make_bus(names, link.port) as bus:
         bus.enable()
         first = _instructions(tap)
         bus.disable()
     tap.clear()
-    with FeetechBus(names, SERVO_IDS, port=link.port) as bus:
+    with make_bus(names, link.port) as bus:
         bus.enable()
         second = _instructions(tap)
     assert first.count(0x03) > 6  # the first enable wrote each servo's EEPROM settings ...
@@ -148,7 +155,7 @@ def _instructions(tap: Tap) -> list[int]:
 
 def test_exchange_moves_the_arm_within_the_calibrated_range(link: PtySerialLink, names: list[str], firmware: FeetechFirmware, plant: RealityPlant) -> None:
     calibration = {"shoulder_pan": FeetechCalibration(homing_offset=100, range_min=1900, range_max=2200)}
-    with FeetechBus(names, SERVO_IDS, calibration, port=link.port) as bus:
+    with make_bus(names, link.port, calibration=calibration) as bus:
         start = bus.enable()
         assert register(firmware, 0, "Homing_Offset") == 100
         assert (register(firmware, 0, "Min_Position_Limit"), register(firmware, 0, "Max_Position_Limit")) == (1900, 2200)
@@ -166,7 +173,7 @@ def test_exchange_moves_the_arm_within_the_calibrated_range(link: PtySerialLink,
 def test_effort_sets_torque_limit_only_when_it_changes(
     link: PtySerialLink, names: list[str], firmware: FeetechFirmware, plant: RealityPlant, tap: Tap
 ) -> None:
-    with FeetechBus(names, SERVO_IDS, port=link.port, torque_limits={"gripper": 500}) as bus:
+    with make_bus(names, link.port, torque_limits={"gripper": 500}) as bus:
         position = bus.enable().position
         assert [register(firmware, m, "Torque_Limit") for m in range(6)] == [1000] * 5 + [500]
         bus.exchange(hold(position, effort=0.5))
