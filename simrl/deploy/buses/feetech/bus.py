@@ -99,8 +99,11 @@ class FeetechBus:
 
     ``calibration`` maps each motor name to its ``FeetechCalibration``; None
     writes no calibration (the servos keep theirs, goals span 0..4095).
-    ``reply_timeout`` bounds one tick's sync read; ``setup_timeout`` each try
-    of a setup transaction, retried ``retries`` more times.
+    ``reply_timeout`` bounds one tick's sync read, ``setup_timeout`` the sync
+    reads of setup (``enable``, ``raw_positions``). Unicast setup transactions
+    (ping, table reads, register writes) wait as long as the SDK does (2 x 16 ms
+    + 2 ms + the bytes' time, port_handler.py) and are retried ``retries`` more
+    times.
     """
 
     def __init__(
