@@ -134,6 +134,12 @@ def test_a_silent_motor_is_not_fresh_and_the_others_still_are(bus: DynamixelBus,
     plant.silence(1)  # shoulder_lift's reply is lost on the wire
     readings = bus.read()
     assert readings.fresh.tolist() == [True, False, True, True, True, True]
+    for motor in range(6):
+        plant.silence(motor)
+    assert not bus.read().fresh.any()  # a tick with no reply at all ...
+    for motor in range(6):
+        plant.silence(motor, False)
+    assert bus.read().fresh.all()  # ... leaves the bus usable
 
 
 def test_disable_switches_every_torque_off(bus: DynamixelBus, plant: RealityPlant) -> None:

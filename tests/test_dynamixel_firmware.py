@@ -177,7 +177,7 @@ def test_baud_rate_register_moves_the_wire_once_every_servo_follows(wire, record
 
 def test_status_return_level_and_return_delay_time(plant: RealityPlant) -> None:
     firmware = make_firmware(plant)
-    (reply,) = firmware.receive(sdk_frame(1, Instruction.WRITE, bytes([9, 0, 10])))  # Return Delay Time 10
+    assert len(firmware.receive(sdk_frame(1, Instruction.WRITE, bytes([9, 0, 10])))) == 1  # Return Delay Time 10
     assert firmware.receive(PING_1)[0].delay_s == pytest.approx(20e-6)  # 10 x 2 µs (e-manual's example)
     assert firmware.receive(sdk_frame(1, Instruction.WRITE, bytes([68, 0, 1]))) == []  # level 1: reads and pings only
     assert firmware.receive(sdk_frame(1, Instruction.WRITE, bytes([65, 0, 1]))) == []

@@ -194,7 +194,9 @@ class DynamixelBus:
         pending = {m.id: i for i, m in enumerate(self._motors)}
         fresh = np.zeros(len(self._motors), dtype=bool)
         alerted = []
-        while pending and self._wait_readable(port, deadline):
+        for _ in range(2 * len(self._motors)):  # each pass takes one packet (or gives up on one): a babbling port cannot hold the tick
+            if not pending or not self._wait_readable(port, deadline):
+                break
             packet, result = self._io("sync read", lambda: self._handler.rxPacket(port, False))
             if result != sdk.COMM_SUCCESS:
                 continue  # a corrupt packet: the next may still be whole; silence ends the loop at the deadline
@@ -210,6 +212,7 @@ class DynamixelBus:
                 continue
             self._decode(i, data)
             fresh[i] = True
+        port.is_using = False  # the SDK clears it only when it receives; after a silent tick the next send would see "busy"
         for i in alerted:
             self._read_fault(i)
         return self._readings(fresh)
@@ -299,7 +302,7 @@ class DynamixelBus:
         each status packet already arrived.
         """
         if self._io("poll", port.getBytesAvailable):
-            return True
+            return True  # even past the deadline: a reply already here is taken
         left = deadline - time.monotonic()
         if left <= 0:
             return False
