@@ -332,11 +332,15 @@ class ServoModel:
         return {r.address + k: r for r in self.registers for k in range(r.size)}
 
     def power_on_table(self) -> bytearray:
-        """The table's bytes at power-on (gaps read 0)."""
+        """The table's bytes at power-on (gaps read 0), a fresh copy."""
+        return bytearray(self._power_on_bytes)
+
+    @cached_property
+    def _power_on_bytes(self) -> bytes:
         table = bytearray(TABLE_END)
         for r in self.registers:
             table[r.address : r.address + r.size] = r.encode(r.default)
-        return table
+        return bytes(table)
 
 
 def _x_series(
