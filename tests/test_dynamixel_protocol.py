@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from simrl.deploy.buses.dynamixel import protocol as dxl
-from tests.dynamixel_wire import bitwise_crc, sdk_frame, well_formed, with_crc, within
+from tests.dynamixel_wire import bitwise_crc, sdk_frame, well_formed, within
 
 # ROBOTS.md "Dynamixel Protocol 2.0" test vectors (from the e-manual's protocol2.md examples).
 PING_1 = bytes.fromhex("FF FF FD 00 01 03 00 01 19 4E")
