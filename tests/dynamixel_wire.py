@@ -18,8 +18,8 @@ import pytest
 
 from simrl.deploy.emulation.dynamixel_firmware import DynamixelFirmware
 from simrl.deploy.emulation.serial_link import Reply
-from simrl.deploy.plant import MotorSample
-from simrl.deploy.reality import RealityPlant, load_reality
+from simrl.deploy.emulation.plant import MotorSample
+from simrl.deploy.emulation.reality import RealityPlant, load_reality
 from simrl.robots import load_robot
 
 # A Koch-like mix on the SO-101 model (the plant does not care about the vendor): all three modelled servos.

@@ -12,7 +12,7 @@ import scservo_sdk.port_handler
 
 from simrl.deploy.emulation.feetech_firmware import FeetechFirmware
 from simrl.deploy.emulation.serial_link import PtySerialLink, Reply
-from simrl.deploy.reality import RealityPlant, load_reality
+from simrl.deploy.emulation.reality import RealityPlant, load_reality
 from simrl.robots import Robot
 
 SERVO_IDS = (1, 2, 3, 4, 5, 6)  # ROBOTS.md: shoulder_pan 1 ... gripper 6

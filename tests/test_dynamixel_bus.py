@@ -12,7 +12,7 @@ from simrl.deploy.buses.base import BusError, MotorCommand
 from simrl.deploy.buses.dynamixel.bus import DynamixelBus, DynamixelConfigError, DynamixelMotor
 from simrl.deploy.emulation.dynamixel_firmware import DynamixelFirmware
 from simrl.deploy.emulation.serial_link import PtySerialLink
-from simrl.deploy.reality import RealityPlant
+from simrl.deploy.emulation.reality import RealityPlant
 from tests.dynamixel_wire import BAUD, SERVOS, make_firmware, make_plant
 
 MOTORS = [DynamixelMotor(name, servo_id, model) for name, servo_id, model in SERVOS]

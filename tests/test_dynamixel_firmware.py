@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from simrl.deploy.buses.dynamixel.protocol import Instruction
 from simrl.deploy.emulation.dynamixel_firmware import DynamixelFirmware
 from simrl.deploy.emulation.serial_link import PtySerialLink
-from simrl.deploy.reality import RealityPlant
+from simrl.deploy.emulation.reality import RealityPlant
 from tests.dynamixel_wire import (
     BAUD,
     SERVOS,

@@ -13,7 +13,7 @@ from simrl.deploy.buses.feetech.bus import FeetechBus, FeetechCalibration
 from simrl.deploy.buses.feetech.protocol import RAD_PER_TICK, REGISTERS, PacketStream, packet_bytes
 from simrl.deploy.emulation.feetech_firmware import FeetechFirmware
 from simrl.deploy.emulation.serial_link import PtySerialLink
-from simrl.deploy.reality import RealityPlant
+from simrl.deploy.emulation.reality import RealityPlant
 from simrl.errors import SimrlError
 from simrl.robots import Robot, load_robot
 from tests.feetech_rig import PATIENT_S, SERVO_IDS, Tap, motor_joints, patient_sdk, so101_plant  # noqa: F401 (fixture)

@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from simrl.deploy.buses.feetech.protocol import RAD_PER_TICK, REGISTERS, PacketStream, checksum
 from simrl.deploy.emulation.feetech_firmware import FRAME_GAP_S, FeetechFirmware
 from simrl.deploy.emulation.serial_link import wire_time
-from simrl.deploy.reality import RealityPlant
+from simrl.deploy.emulation.reality import RealityPlant
 from simrl.robots import Robot, load_robot
 from tests.feetech_rig import SERVO_IDS, Tap, motor_joints, patient_sdk, sdk_client, so101_plant  # noqa: F401 (fixture)
 from tests.test_feetech_protocol import (

@@ -55,7 +55,7 @@ from typing import Callable, Sequence
 from simrl.deploy.buses.dynamixel import protocol as dxl
 from simrl.deploy.buses.dynamixel.protocol import ErrorNumber, Instruction, Packet, ServoModel
 from simrl.deploy.emulation.serial_link import Reply
-from simrl.deploy.plant import MotorPlant
+from simrl.deploy.emulation.plant import MotorPlant
 from simrl.errors import SimrlError, did_you_mean
 
 RETURN_DELAY_UNIT = 2e-6  # s per Return Delay Time (9) unit (x/return_delay_time.md)

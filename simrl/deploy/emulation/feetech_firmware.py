@@ -72,7 +72,7 @@ from simrl.deploy.buses.feetech.protocol import (
     register_at,
 )
 from simrl.deploy.emulation.serial_link import Reply
-from simrl.deploy.plant import MotorPlant
+from simrl.deploy.emulation.plant import MotorPlant
 from simrl.errors import SimrlError
 
 RATED_TORQUE_NM = 3.35  # STS3215 at 12 V (ROBOTS.md; robots/so101/robot.xml forcerange)
