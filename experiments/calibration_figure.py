@@ -23,7 +23,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from simrl.deploy.servo_calibration import HALF_TURN, MAX_TICK, RAD_PER_TICK, MotorCalibration, joint_mapping  # noqa: E402
+from simrl.deploy.buses.feetech.protocol import ticks_to_radians  # noqa: E402
+from simrl.deploy.servo_calibration import HALF_TURN, MAX_TICK, MotorCalibration, joint_mapping  # noqa: E402
 from simrl.robots import load_robot  # noqa: E402
 
 OUT = Path(__file__).resolve().parent.parent / "deploy" / "calibration.png"
@@ -47,8 +48,8 @@ def main() -> None:
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.3), layout="constrained")
     ticks = np.linspace(300, MAX_TICK, 200)
     left.axvspan(ARM.range_min, ARM.range_max, color="0.9")
-    left.plot(ticks, gain[pan] * (ticks * RAD_PER_TICK - offset[pan]), color="C0")
-    left.plot(ticks, reversed_gain[pan] * (ticks * RAD_PER_TICK - reversed_offset[pan]), color="C0", linestyle="--")
+    left.plot(ticks, gain[pan] * (ticks_to_radians(ticks) - offset[pan]), color="C0")
+    left.plot(ticks, reversed_gain[pan] * (ticks_to_radians(ticks) - reversed_offset[pan]), color="C0", linestyle="--")
     left.text(3350, 1.75, "drive_mode 0", color="C0", fontsize=8.5, ha="right")
     left.text(330, 2.85, "drive_mode 1 (reversed)", color="C0", fontsize=8.5)
     left.text(ARM.range_min + 30, -3.3, "recorded range", color="0.35", fontsize=8.5)
@@ -61,7 +62,7 @@ def main() -> None:
         color="C3",
         fontsize=8.5,
     )
-    held = gain[pan] * (HALF_TURN * RAD_PER_TICK - offset[pan])
+    held = gain[pan] * (ticks_to_radians(HALF_TURN) - offset[pan])
     left.plot([HALF_TURN], [held], "o", color="C2")
     left.annotate(
         f"pose held at calibration: shaft 1800,\nHoming_Offset = 1800 - 2047 = {ARM.homing_offset},\nso it reads {HALF_TURN} (half a turn)",
@@ -85,7 +86,7 @@ def main() -> None:
     low, high = robot.model.jnt_range[robot.model.joint("gripper").id]
     span = np.linspace(GRIPPER.range_min - 300, GRIPPER.range_max + 300, 200)
     right.axvspan(GRIPPER.range_min, GRIPPER.range_max, color="0.9", label="recorded range")
-    right.plot(span, gain[grip] * (span * RAD_PER_TICK - offset[grip]), color="C1", label="model gripper angle")
+    right.plot(span, gain[grip] * (ticks_to_radians(span) - offset[grip]), color="C1", label="model gripper angle")
     ends = ((GRIPPER.range_min, low, "range_min: closed, 0 %", (8, -6), "left"), (GRIPPER.range_max, high, "range_max: open, 100 %", (-8, 6), "right"))
     for tick, angle, words, shift, align in ends:
         right.plot([tick], [angle], "o", color="C1")

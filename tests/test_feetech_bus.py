@@ -9,11 +9,12 @@ import numpy as np
 import pytest
 
 from simrl.deploy.buses.base import BusError, MotorCommand
-from simrl.deploy.buses.feetech.bus import FeetechBus, FeetechCalibration
+from simrl.deploy.buses.feetech.bus import FeetechBus
 from simrl.deploy.buses.feetech.protocol import RAD_PER_TICK, REGISTERS, PacketStream, packet_bytes
 from simrl.deploy.emulation.feetech_firmware import FeetechFirmware
 from simrl.deploy.emulation.serial_link import PtySerialLink
 from simrl.deploy.emulation.reality import RealityPlant
+from simrl.deploy.servo_calibration import MotorCalibration
 from simrl.errors import SimrlError
 from simrl.robots import Robot, load_robot
 from tests.feetech_rig import PATIENT_S, SERVO_IDS, Tap, motor_joints, patient_sdk, so101_plant  # noqa: F401 (fixture)
@@ -98,11 +99,11 @@ def test_bad_configuration_is_refused_before_any_wire(names: list[str]) -> None:
     with pytest.raises(SimrlError, match="distinct"):
         FeetechBus(names, (1, 1, 2, 3, 4, 5))
     with pytest.raises(SimrlError, match="did you mean 'gripper'"):
-        FeetechBus(names, SERVO_IDS, {"griper": FeetechCalibration(0, 0, 4095)})
+        FeetechBus(names, SERVO_IDS, {"griper": MotorCalibration(id=6, drive_mode=0, homing_offset=0, range_min=0, range_max=4095)})
+    with pytest.raises(SimrlError, match="calibration of motor 'gripper' is for id 7; allowed: the motor's id 6"):
+        FeetechBus(names, SERVO_IDS, {"gripper": MotorCalibration(id=7, drive_mode=0, homing_offset=0, range_min=0, range_max=4095)})
     with pytest.raises(SimrlError, match="P_Coefficient = 300"):
         FeetechBus(names, SERVO_IDS, p_coefficient=300)
-    with pytest.raises(SimrlError, match="homing_offset = 3000"):
-        FeetechCalibration(3000, 0, 4095)
 
 
 # ---------------------------------------------------------------- enable, ticks
@@ -154,7 +155,7 @@ def _instructions(tap: Tap) -> list[int]:
 
 
 def test_exchange_moves_the_arm_within_the_calibrated_range(link: PtySerialLink, names: list[str], firmware: FeetechFirmware, plant: RealityPlant) -> None:
-    calibration = {"shoulder_pan": FeetechCalibration(homing_offset=100, range_min=1900, range_max=2200)}
+    calibration = {"shoulder_pan": MotorCalibration(id=1, drive_mode=0, homing_offset=100, range_min=1900, range_max=2200)}
     with make_bus(names, link.port, calibration=calibration) as bus:
         start = bus.enable()
         assert register(firmware, 0, "Homing_Offset") == 100
@@ -227,17 +228,27 @@ def test_pulling_the_cable_mid_run_raises_bus_error(bus: FeetechBus, link: PtySe
 
 def test_calibration_primitives(bus: FeetechBus, firmware: FeetechFirmware) -> None:
     bus.enable()
-    bus.torque_off()
+    bus.disable_torque()
     assert [register(firmware, m, "Torque_Enable") for m in range(6)] == [0] * 6
     raw = bus.raw_positions()
     assert raw["shoulder_pan"] == 2048 and raw["shoulder_lift"] == 1657  # home: 0 and -0.6 rad
     bus.write_homing_offsets({"shoulder_lift": -391})  # makes the home pose read half a turn, as LeRobot's homing does
     assert bus.raw_positions()["shoulder_lift"] == 2048
     assert register(firmware, 1, "Lock") == 1  # locked again after the write
-    bus.write_calibration({"elbow_flex": FeetechCalibration(10, 1000, 3000)})
-    assert [register(firmware, 2, n) for n in ("Homing_Offset", "Min_Position_Limit", "Max_Position_Limit")] == [10, 1000, 3000]
-    bus.reset_calibration()
-    for motor in range(6):
-        assert [register(firmware, motor, n) for n in ("Homing_Offset", "Min_Position_Limit", "Max_Position_Limit")] == [0, 0, 4095]
+    bus.write_position_limits({"elbow_flex": (1000, 3000)})
+    assert [register(firmware, 2, n) for n in ("Homing_Offset", "Min_Position_Limit", "Max_Position_Limit")] == [0, 1000, 3000]
     with pytest.raises(SimrlError, match="did you mean 'wrist_roll'"):
         bus.write_homing_offsets({"wrist_rol": 0})
+    with pytest.raises(SimrlError, match="motor 'gripper': homing_offset = 3000; allowed: -2047..2047"):
+        bus.write_homing_offsets({"gripper": 3000})
+    with pytest.raises(SimrlError, match="motor 'gripper': position limits 3000..1000"):
+        bus.write_position_limits({"gripper": (3000, 1000)})
+
+
+def test_new_position_limits_clamp_the_goals(bus: FeetechBus, firmware: FeetechFirmware) -> None:
+    position = bus.enable().position
+    bus.write_position_limits({"elbow_flex": (2100, 2300)})
+    goal = position.copy()
+    goal[2] = 0.0  # tick 2048, below the new minimum
+    bus.exchange(hold(goal))
+    assert register(firmware, 2, "Goal_Position") == 2100

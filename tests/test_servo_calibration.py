@@ -197,8 +197,8 @@ def test_broken_json_and_a_missing_file_are_one_line_errors(tmp_path: Path) -> N
 
 
 def joint_angles(gain: np.ndarray, offset: np.ndarray, ticks: list[float]) -> np.ndarray:
-    """What the bridge does with a reading: the bus reports ticks as shaft radians (4096 a turn)."""
-    motor = np.asarray(ticks, np.float64) * 2 * np.pi / 4096
+    """What the bridge does with a reading: the bus reports ticks as radians from half a turn (2048), 4096 a turn."""
+    motor = (np.asarray(ticks, np.float64) - 2048) * 2 * np.pi / 4096
     return gain * (motor - offset)
 
 
@@ -210,8 +210,8 @@ def calibration_with(**overrides: dict) -> dict[str, MotorCalibration]:
 def test_an_arm_joint_is_zero_at_the_middle_of_its_range_and_follows_drive_mode(so101: Robot) -> None:
     calibration = calibration_with(shoulder_pan={"range_min": 1000, "range_max": 3000})
     gain, offset = joint_mapping(calibration, so101)
-    # middle 2000 ticks = 2000 / 4096 of a turn = 3.0679616 rad
-    assert offset[0] == pytest.approx(3.0679616, abs=1e-7)
+    # middle 2000 ticks is 48 ticks short of half a turn: -48 / 4096 of a turn = -0.0736311 rad
+    assert offset[0] == pytest.approx(-0.0736311, abs=1e-7)
     assert gain[0] == 1.0
     # 2512 ticks is 512 past the middle: an eighth of a turn, pi / 4 = 0.7853982 rad
     ticks = [2512, 2000, 2000, 2000, 2000, 2500]

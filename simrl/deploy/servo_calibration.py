@@ -63,17 +63,14 @@ import numpy as np
 import pydantic
 
 from simrl.config import StrictModel
+from simrl.deploy.buses.feetech.protocol import HOMING_OFFSET_LIMIT, MAX_ID, RAD_PER_TICK, TICKS_PER_TURN, ticks_to_radians
 from simrl.errors import SimrlError, did_you_mean
 from simrl.files import atomic_write_text
 from simrl.robots import Robot
 
-TICKS_PER_TURN = 4096  # STS3215 encoder (lerobot feetech/tables.py MODEL_RESOLUTION; ROBOTS.md "4096 ticks/rev")
 MAX_TICK = TICKS_PER_TURN - 1  # 4095, the largest Present_Position
 HALF_TURN = MAX_TICK // 2  # 2047: LeRobot's int(max_res / 2) with max_res = 4095, what the middle pose reads
-HOMING_OFFSET_LIMIT = (1 << 11) - 1  # 2047: sign-magnitude, sign bit 11 (lerobot feetech/tables.py)
-MAX_SERVO_ID = 0xFD  # 253: scservo_sdk refuses ids >= BROADCAST_ID (0xFE) for unicast instructions
 FULL_TURN_JOINTS: tuple[str, ...] = ("wrist_roll",)  # lerobot so_follower.py calibrate(): full_turn_motor
-RAD_PER_TICK = 2 * math.pi / TICKS_PER_TURN
 
 
 class MotorCalibration(StrictModel):
@@ -81,7 +78,7 @@ class MotorCalibration(StrictModel):
 
     model_config = pydantic.ConfigDict(strict=True)  # ints only: a "12" string or a 12.0 float is a broken file
 
-    id: int = pydantic.Field(ge=0, le=MAX_SERVO_ID, description="servo id on the bus")
+    id: int = pydantic.Field(ge=0, le=MAX_ID, description="servo id on the bus")
     drive_mode: int = pydantic.Field(description="0, or 1 to reverse the joint's direction")
     homing_offset: int = pydantic.Field(
         ge=-HOMING_OFFSET_LIMIT, le=HOMING_OFFSET_LIMIT, description="Homing_Offset register: ticks subtracted from the shaft position"
@@ -196,11 +193,12 @@ def save_calibration(path: Path, calibration: Mapping[str, MotorCalibration]) ->
 
 def joint_mapping(calibration: Mapping[str, MotorCalibration], robot: Robot) -> tuple[np.ndarray, np.ndarray]:
     """``(gain, offset)`` per motor, in the robot's motor order (arm joints, then gripper joints), for
-    ``joint = gain * (motor - offset)`` with ``motor = ticks * 2 pi / 4096`` the shaft angle the bus reports.
+    ``joint = gain * (motor - offset)`` with ``motor`` the angle the bus reports: ``(ticks - 2048) * 2 pi / 4096``
+    (``ticks_to_radians``; both serial buses put 0 rad at half a turn).
 
     Arm joints: LeRobot's zero (the middle of the recorded range) is the model's
     zero (so101_new_calib, see the module docstring), so ``offset`` is the middle
-    in radians and ``gain`` is +1, or -1 with drive_mode 1 (as LeRobot's range
+    as a motor angle and ``gain`` is +1, or -1 with drive_mode 1 (as LeRobot's range
     modes reverse). A gripper joint: LeRobot's 0..100 % of the recorded range
     goes linearly onto the model joint's range, range_min onto its low end
     (closed), or onto its high end with drive_mode 1; ``gain`` is then the model
@@ -225,22 +223,23 @@ def joint_mapping(calibration: Mapping[str, MotorCalibration], robot: Robot) -> 
             low, high = (float(v) for v in robot.model.jnt_range[robot.model.joint(joint).id])
             gain[i] = direction * (high - low) / ((entry.range_max - entry.range_min) * RAD_PER_TICK)
             at_min = high if entry.drive_mode else low  # the joint angle at range_min
-            offset[i] = entry.range_min * RAD_PER_TICK - at_min / gain[i]
+            offset[i] = ticks_to_radians(entry.range_min) - at_min / gain[i]
         else:
             gain[i] = direction
-            offset[i] = entry.middle * RAD_PER_TICK
+            offset[i] = ticks_to_radians(entry.middle)
     return gain, offset
 
 
 class CalibrationPort(Protocol):
-    """What the calibration procedure needs from a Feetech bus, in raw ticks, keyed by joint name (the motor's name).
+    """What the calibration procedure needs from a servo bus, in raw ticks, keyed by joint name (the motor's name).
 
-    Homing_Offset (address 31) and Min/Max_Position_Limit (9 / 11) live in the
-    servo's EEPROM: the bus unlocks it (Lock, 55 = 0) to write them.
+    ``FeetechBus`` is one. Homing_Offset (address 31) and Min/Max_Position_Limit
+    (9 / 11) live in the servo's EEPROM: each write unlocks it (Lock, 55 = 0)
+    and locks it again.
     """
 
     def disable_torque(self) -> None:
-        """Torque off on every motor (the user moves the arm by hand), EEPROM unlocked, servos in position mode."""
+        """Torque off on every motor, so the user can move the arm by hand."""
 
     def raw_positions(self) -> dict[str, int]:
         """Present_Position of every motor in ticks, 0..4095 (already less the servo's Homing_Offset)."""

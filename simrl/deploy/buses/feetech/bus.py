@@ -48,13 +48,16 @@ import serial
 from simrl.deploy.buses.base import BusError, MotorCommand, MotorReadings
 from simrl.deploy.buses.feetech.protocol import (
     CENTER_TICK,
+    HOMING_OFFSET_LIMIT,
     RAD_PER_TICK,
     REGISTERS,
     STS3215_MODEL,
     TABLE_SIZE,
     TICKS_PER_TURN,
     describe_error,
+    ticks_to_radians,
 )
+from simrl.deploy.servo_calibration import MotorCalibration
 from simrl.errors import SimrlError, did_you_mean
 
 RATED_TORQUE_NM = 3.35  # STS3215 at 12 V: ROBOTS.md (TheRobotStudio SO101 MJCF, LeRobot so101)
@@ -65,40 +68,18 @@ _WIRE_ERRORS = (OSError, serial.SerialException, termios.error)
 T = TypeVar("T")
 
 
-def _check_homing_offset(offset: int) -> None:
-    if not -2047 <= offset <= 2047:  # sign-magnitude with the sign in bit 11 (LeRobot tables.py)
-        raise SimrlError(f"homing_offset = {offset}; allowed: -2047..2047 ticks")
-
-
-@dataclass(frozen=True)
-class FeetechCalibration:
-    """One servo's calibration, in raw ticks, as LeRobot's calibration file keeps it.
-
-    ``homing_offset`` is written to Homing_Offset (Present_Position = actual
-    ticks - offset); ``range_min``/``range_max`` to Min/Max_Position_Limit, and
-    goals are clamped to them.
-    """
-
-    homing_offset: int
-    range_min: int
-    range_max: int
-
-    def __post_init__(self) -> None:
-        _check_homing_offset(self.homing_offset)
-        if not 0 <= self.range_min < self.range_max <= TICKS_PER_TURN - 1:
-            raise SimrlError(
-                f"range_min = {self.range_min}, range_max = {self.range_max}; allowed: 0 <= range_min < range_max <= {TICKS_PER_TURN - 1}"
-            )
-
-
-FULL_RANGE = FeetechCalibration(homing_offset=0, range_min=0, range_max=TICKS_PER_TURN - 1)
+FULL_RANGE = (0, TICKS_PER_TURN - 1)  # Min/Max_Position_Limit that let a goal anywhere on the turn
 
 
 class FeetechBus:
     """Servos ``ids[i]`` named ``motor_names[i]`` on one Feetech serial bus (``MotorBus``).
 
-    ``calibration`` maps each motor name to its ``FeetechCalibration``; None
-    writes no calibration (the servos keep theirs, goals span 0..4095).
+    ``calibration`` maps motor names to their entry of a LeRobot calibration
+    file (``MotorCalibration``); ``enable`` writes its Homing_Offset and range
+    (as Min/Max_Position_Limit) to the servos and goals are clamped to the
+    range. A motor without one keeps what its servo stores, goals over
+    0..4095. An entry's ``id`` must be the motor's; its ``drive_mode`` (the
+    joint's direction) is the bridge's calibration, not the servo's.
     ``reply_timeout`` bounds one tick's sync read, ``setup_timeout`` the sync
     reads of setup (``enable``, ``raw_positions``). Unicast setup transactions
     (ping, table reads, register writes) wait as long as the SDK does (2 x 16 ms
@@ -110,7 +91,7 @@ class FeetechBus:
         self,
         motor_names: Sequence[str],
         ids: Sequence[int],
-        calibration: Mapping[str, FeetechCalibration] | None = None,
+        calibration: Mapping[str, MotorCalibration] | None = None,
         *,
         port: str = "/dev/ttyACM0",
         baud: int = 1_000_000,
@@ -127,6 +108,10 @@ class FeetechBus:
         self.motor_names = tuple(motor_names)
         self._ids = tuple(int(i) for i in ids)
         self._calibration = _per_motor(calibration, self.motor_names, "calibration")
+        for i, entry in enumerate(self._calibration):
+            if entry is not None and entry.id != self._ids[i]:
+                raise SimrlError(f"calibration of motor '{self.motor_names[i]}' is for id {entry.id}; allowed: the motor's id {self._ids[i]}")
+        self._range = [FULL_RANGE if c is None else (c.range_min, c.range_max) for c in self._calibration]
         limits = _per_motor(torque_limits, self.motor_names, "torque_limits")
         self._torque_limits = np.array([1000 if t is None else t for t in limits])
         if np.any((self._torque_limits < 0) | (self._torque_limits > 1000)):
@@ -185,8 +170,9 @@ class FeetechBus:
         tables = [self._read_table(i) for i in range(len(self._ids))]
         for i, table in enumerate(tables):
             targets = dict(self._settings)
-            if self._calibration[i] is not None:
-                targets.update(_calibration_registers(self._calibration[i]))
+            entry = self._calibration[i]
+            if entry is not None:
+                targets.update(Homing_Offset=entry.homing_offset, Min_Position_Limit=entry.range_min, Max_Position_Limit=entry.range_max)
             phase = _value(table, "Phase")
             if phase & PHASE_MULTI_TURN_BIT:
                 targets["Phase"] = phase & ~PHASE_MULTI_TURN_BIT
@@ -208,7 +194,7 @@ class FeetechBus:
         start = STATE_BLOCK[0]
         for i, (error, data) in replies.items():
             fresh[i] = True
-            self._position[i] = (_value(data, "Present_Position", start) - CENTER_TICK) * RAD_PER_TICK
+            self._position[i] = ticks_to_radians(_value(data, "Present_Position", start))
             self._velocity[i] = _value(data, "Present_Velocity", start) * RAD_PER_TICK
             self._torque[i] = _value(data, "Present_Load", start) / 1000 * RATED_TORQUE_NM
             self._fault[i] = describe_error(error)
@@ -234,8 +220,7 @@ class FeetechBus:
             bad = [self.motor_names[i] for i in np.flatnonzero(~(np.isfinite(position) & np.isfinite(effort)))]
             raise SimrlError(f"MotorCommand position or effort is not finite for {', '.join(bad)}")
         ticks = np.rint(CENTER_TICK + position / RAD_PER_TICK)
-        low = np.array([(c or FULL_RANGE).range_min for c in self._calibration])
-        high = np.array([(c or FULL_RANGE).range_max for c in self._calibration])
+        low, high = np.array(self._range).T
         self._sync_write("Goal_Position", np.clip(ticks, low, high).astype(int).tolist())
         limits = np.rint(np.clip(effort, 0.0, 1.0) * self._torque_limits).astype(int)
         if self._torque_limit_sent is None or not np.array_equal(limits, self._torque_limit_sent):
@@ -244,7 +229,7 @@ class FeetechBus:
 
     def disable(self) -> MotorReadings:
         """Torque off (read back from every servo), then one ``read``."""
-        self.torque_off()
+        self.disable_torque()
         return self.read()
 
     def close(self) -> None:
@@ -263,9 +248,9 @@ class FeetechBus:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    # -- what a calibration procedure needs
+    # -- what the calibration procedure needs (``servo_calibration.CalibrationPort``)
 
-    def torque_off(self) -> None:
+    def disable_torque(self) -> None:
         """Torque_Enable 0 on every servo, checked by reading it back; nothing else changes."""
         self._set_torque(False)
 
@@ -282,19 +267,18 @@ class FeetechBus:
         """Write Homing_Offset (ticks) of the named servos, unlocking their EEPROM for it."""
         for name, offset in offsets.items():
             i = self._index(name)
-            _check_homing_offset(offset)
+            if not -HOMING_OFFSET_LIMIT <= offset <= HOMING_OFFSET_LIMIT:
+                raise SimrlError(f"motor '{name}': homing_offset = {offset}; allowed: -{HOMING_OFFSET_LIMIT}..{HOMING_OFFSET_LIMIT} ticks")
             self._configure(i, self._read_table(i), {"Homing_Offset": offset})
 
-    def write_calibration(self, calibration: Mapping[str, FeetechCalibration]) -> None:
-        """Write Homing_Offset and Min/Max_Position_Limit of the named servos; later goals clamp to the new range."""
-        for name, cal in calibration.items():
+    def write_position_limits(self, limits: Mapping[str, tuple[int, int]]) -> None:
+        """Write Min/Max_Position_Limit (ticks) of the named servos; later goals are clamped to the new range."""
+        for name, (low, high) in limits.items():
             i = self._index(name)
-            self._configure(i, self._read_table(i), _calibration_registers(cal))
-            self._calibration[i] = cal
-
-    def reset_calibration(self) -> None:
-        """Homing_Offset 0 and the full range 0..4095 on every servo: raw readings for a new calibration."""
-        self.write_calibration({name: FULL_RANGE for name in self.motor_names})
+            if not 0 <= low < high <= TICKS_PER_TURN - 1:
+                raise SimrlError(f"motor '{name}': position limits {low}..{high}; allowed: 0 <= min < max <= {TICKS_PER_TURN - 1}")
+            self._configure(i, self._read_table(i), {"Min_Position_Limit": low, "Max_Position_Limit": high})
+            self._range[i] = (low, high)
 
     # -- transactions
 
@@ -435,10 +419,6 @@ def _value(table: bytes, name: str, start: int = 0) -> int:
     """Register ``name`` decoded from ``table``, a block read from address ``start``."""
     reg = REGISTERS[name]
     return reg.decode(table[reg.address - start : reg.address - start + reg.size])
-
-
-def _calibration_registers(cal: FeetechCalibration) -> dict[str, int]:
-    return {"Homing_Offset": cal.homing_offset, "Min_Position_Limit": cal.range_min, "Max_Position_Limit": cal.range_max}
 
 
 def _per_motor(values: Mapping[str, T] | None, names: Sequence[str], what: str) -> list[T | None]:

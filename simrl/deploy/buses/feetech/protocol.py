@@ -37,6 +37,11 @@ CENTER_TICK = TICKS_PER_TURN // 2  # half a turn: where LeRobot's homing puts th
 RETURN_DELAY_UNIT_S = 2e-6  # Return_Delay_Time counts 2 µs (LeRobot feetech.py: the default 250 is 500 µs)
 
 
+def ticks_to_radians(ticks: float) -> float:
+    """A Present_Position as a motor angle, the bus's motor space: 0 rad at half a turn (tick 2048), 4096 ticks a turn."""
+    return (ticks - CENTER_TICK) * RAD_PER_TICK
+
+
 class Instruction(IntEnum):
     """Instruction codes (scservo_def.py; Feetech INST.h)."""
 
@@ -166,6 +171,7 @@ REGISTERS: Mapping[str, Register] = _table(
     ("Acceleration_Multiplier", 86, 1, EEPROM, RW, None),
 )
 TABLE_SIZE = 87  # addresses 0..86; the last entry is Acceleration_Multiplier
+HOMING_OFFSET_LIMIT = (1 << 11) - 1  # 2047: Homing_Offset is sign-magnitude with the sign in bit 11
 
 
 def register_at(address: int) -> Register | None:
