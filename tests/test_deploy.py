@@ -137,7 +137,7 @@ def test_the_cli_refuses_a_mismatched_policy_before_touching_a_bus(tmp_path: Pat
         (("kp: 230", "kp: 900"), "field 'motors.0.kp' = 900: Input should be less than or equal to 500"),
         (("effort_ramp_s: 1.0", "gain_ramp_s: 1.0"), "field 'shutdown.gain_ramp_s' = 1.0 is now 'shutdown.effort_ramp_s'"),
         (("rest: {}", "rest: {joint4: 3.0}"), "field 'shutdown.rest.joint4' = 3.0 is outside the joint limits; allowed: [0, 2.4435]"),
-        (("kind: damiao", "kind: damio"), "field 'bus.kind' = 'damio': unknown kind (did you mean 'damiao'?); allowed: damiao"),
+        (("kind: damiao", "kind: damio"), "field 'bus.kind' = 'damio': unknown kind (did you mean 'damiao'?); allowed: damiao, feetech, dynamixel"),
         (("  kind: damiao\n", ""), "missing required field 'bus.kind'"),
         (("channel: can0", "chanel: can0"), "unknown field 'bus.chanel'; did you mean 'channel'? (allowed: bitrate, channel, host, interface, kind, port, reply_timeout_s, retries, setup_timeout_s)"),
         (("kp: 190,", "kpp: 190,"), "unknown field 'motors.2.kpp'; did you mean 'kp'? (allowed: can_id, joint, kd, kp, master_id, model, offset, sign)"),
@@ -467,7 +467,7 @@ def test_each_tick_reads_then_sends_the_command_computed_from_that_reading_withi
     clock = BusyClock()
     bus = TimedBus(SimBus(plant, tuple(joints), plan.config.period), clock)
     log = plan.new_log()
-    bridge = Bridge(bus, Calibration.from_config(plan.config), LoopSettings.from_config(plan.config, openarm), clock, log, StopRequest())
+    bridge = Bridge(bus, Calibration.from_config(plan.config, openarm), LoopSettings.from_config(plan.config, openarm), clock, log, StopRequest())
     outcome = bridge.run(SlowPolicy(plan.policy, clock), plan.task, plan.goals, plan.ticks_per_goal)  # type: ignore[arg-type]
     assert outcome.stop_reason == "completed"
     arrays = log.arrays()

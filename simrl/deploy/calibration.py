@@ -20,6 +20,7 @@ import numpy as np
 from simrl.deploy.buses.base import MotorCommand, MotorReadings
 from simrl.deploy.config import DeployConfig
 from simrl.errors import SimrlError
+from simrl.robots import Robot
 
 
 @dataclass(frozen=True)
@@ -48,13 +49,11 @@ class Calibration:
             raise SimrlError(f"calibration gain of {', '.join(bad)}: allowed: a finite nonzero number (joint rad per motor rad)")
 
     @classmethod
-    def from_config(cls, config: DeployConfig) -> "Calibration":
-        """The deploy file's calibration: each motor's ``sign`` is its gain."""
-        return cls(
-            joints=tuple(m.joint for m in config.motors),
-            gain=np.array([m.sign for m in config.motors], dtype=np.float64),
-            offset=np.array([m.offset for m in config.motors], dtype=np.float64),
-        )
+    def from_config(cls, config: DeployConfig, robot: Robot) -> "Calibration":
+        """The deploy file's calibration, as its motor family gives it (``BusSettings.joint_calibration``):
+        each motor's ``sign`` and ``offset``, or (Feetech) the arm's LeRobot calibration file."""
+        gain, offset = config.bus.joint_calibration(config.file, config.motors, robot)
+        return cls(joints=tuple(m.joint for m in config.motors), gain=gain, offset=offset)
 
     def to_joint(self, readings: MotorReadings) -> JointState:
         """A bus reply in joint space."""

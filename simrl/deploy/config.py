@@ -82,6 +82,13 @@ class DeployConfig(StrictModel):
     timing: TimingConfig = TimingConfig()
     success_radius_m: float = pydantic.Field(0.03, gt=0, le=0.5)
 
+    _file: Path = pydantic.PrivateAttr(Path("deploy config"))  # set by load_deploy_config; errors found later name it
+
+    @property
+    def file(self) -> Path:
+        """The file this config was read from (what later errors, e.g. a missing calibration, name)."""
+        return self._file
+
     @pydantic.model_validator(mode="before")
     @classmethod
     def _motors_of_the_bus_kind(cls, data: Any) -> Any:
@@ -130,10 +137,22 @@ def _refuse_renamed(file: Path, data: Any) -> None:
 
 def load_deploy_config(robot: Robot, path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> DeployConfig:
     """Read and check a deploy file for ``robot``; ``overrides`` (dotted keys, e.g. ``bus.port``) are CLI flags, checked alike."""
+    return with_overrides(read_deploy_file(robot, path), overrides or {}, robot)
+
+
+def read_deploy_file(robot: Robot, path: str | Path | None = None) -> DeployConfig:
+    """The deploy file for ``robot`` (the user's, else the shipped one), its shape validated; not yet checked against the robot."""
     file = config_path(robot.name, path)
     data = read_yaml(file)
     _refuse_renamed(file, data)
     config = validate_model(file, DeployConfig, data)
+    config._file = file
+    return config
+
+
+def with_overrides(config: DeployConfig, overrides: dict[str, Any], robot: Robot) -> DeployConfig:
+    """``config`` with dotted keys replaced (``bus.port``: a flag, or an emulated arm's port), validated and checked again."""
+    file = config.file
     if overrides:
         data = config.model_dump()
         for dotted, value in overrides.items():
@@ -143,6 +162,7 @@ def load_deploy_config(robot: Robot, path: str | Path | None = None, overrides: 
                 node = node[part]
             node[key] = value
         config = validate_model(file, DeployConfig, data)
+        config._file = file
     check_against_robot(file, config, robot)
     return config
 
@@ -176,6 +196,7 @@ def check_against_robot(file: Path, config: DeployConfig, robot: Robot) -> None:
             raise SimrlError(f"{file}: field 'joint_limits.{joint}' = [{low}, {high}]: allowed: low below high")
         if low < lo - 1e-9 or high > hi + 1e-9:
             raise SimrlError(f"{file}: field 'joint_limits.{joint}' = [{low}, {high}] is outside the joint's range; allowed: within [{lo:g}, {hi:g}]")
+    config.bus.check_against_robot(file, config.motors, robot)
     driven = [m.joint for m in config.motors]
     limits = joint_limits(config, robot)
     for section, pose in (("startup.home", config.startup.home), ("shutdown.rest", config.shutdown.rest)):

@@ -191,8 +191,10 @@ def save_calibration(path: Path, calibration: Mapping[str, MotorCalibration]) ->
     atomic_write_text(path, calibration_json(calibration))
 
 
-def joint_mapping(calibration: Mapping[str, MotorCalibration], robot: Robot) -> tuple[np.ndarray, np.ndarray]:
-    """``(gain, offset)`` per motor, in the robot's motor order (arm joints, then gripper joints), for
+def joint_mapping(
+    calibration: Mapping[str, MotorCalibration], robot: Robot, joints: Sequence[str] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(gain, offset)`` per motor of ``joints`` (default: the robot's motor order, arm joints then gripper joints), for
     ``joint = gain * (motor - offset)`` with ``motor`` the angle the bus reports: ``(ticks - 2048) * 2 pi / 4096``
     (``ticks_to_radians``; both serial buses put 0 rad at half a turn).
 
@@ -211,7 +213,8 @@ def joint_mapping(calibration: Mapping[str, MotorCalibration], robot: Robot) -> 
     ends of a typical 2,800-tick arm joint range, 0.77 mrad (0.044 deg, half a
     tick) at wrist_roll's +-2047.5 ticks; less than one encoder tick everywhere.
     """
-    joints = list(robot.config.arm_joints) + list(robot.config.gripper_joints)
+    if joints is None:
+        joints = list(robot.config.arm_joints) + list(robot.config.gripper_joints)
     gain = np.empty(len(joints))
     offset = np.empty(len(joints))
     for i, joint in enumerate(joints):

@@ -1,4 +1,4 @@
-"""Motor buses, one package per motor family (``damiao/``: protocol codecs, bus, settings), and the registry that picks one.
+"""Motor buses, one package per motor family (``damiao/``, ``feetech/``, ``dynamixel/``: protocol codecs, bus, settings), and the registry that picks one.
 
 ``BUS_KINDS`` maps each ``bus.kind`` of ``deploy/<arm>.yaml`` to its family's
 ``BusKind`` (settings models and builder): the deploy config validates the file
@@ -12,13 +12,15 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Mapping
 
 from simrl.deploy.buses.damiao.settings import DAMIAO
+from simrl.deploy.buses.dynamixel.settings import DYNAMIXEL
+from simrl.deploy.buses.feetech.settings import FEETECH
 from simrl.deploy.buses.settings import BusKind
 
 if TYPE_CHECKING:
     from simrl.deploy.buses.base import MotorBus
     from simrl.deploy.config import DeployConfig
 
-BUS_KINDS: Mapping[str, BusKind] = MappingProxyType({"damiao": DAMIAO})
+BUS_KINDS: Mapping[str, BusKind] = MappingProxyType({"damiao": DAMIAO, "feetech": FEETECH, "dynamixel": DYNAMIXEL})
 
 
 def make_bus(config: DeployConfig, **settings: Any) -> MotorBus:

@@ -6,7 +6,10 @@ models below in its own package (``buses/<vendor>/settings.py``) and declares a
 ``BusKind``; the registry (``simrl.deploy.buses.BUS_KINDS``) turns them into one
 tagged union keyed on ``kind``, so the file is validated against its own
 family's fields. The runtime (bridge, calibration, safety) reads only what is
-declared here: the common motor fields and ``impedance()``.
+declared here: the common motor fields, ``impedance()``, and the bus block's
+two hooks, ``check_against_robot`` and ``joint_calibration`` (where a family's
+joint zero and direction come from: the file's ``offset``/``sign`` unless the
+family says otherwise, as Feetech does with LeRobot's calibration file).
 """
 
 from __future__ import annotations
@@ -14,14 +17,17 @@ from __future__ import annotations
 import abc
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, Sequence
 
+import numpy as np
 import pydantic
 
 from simrl.config import StrictModel
 
 if TYPE_CHECKING:
     from simrl.deploy.buses.base import MotorBus
+    from simrl.robots import Robot
 
 
 class BusSettings(StrictModel):
@@ -31,6 +37,17 @@ class BusSettings(StrictModel):
     reply_timeout_s: float = pydantic.Field(0.008, gt=0, le=0.1, description="each exchange of a tick waits at most this for every reply")
     setup_timeout_s: float = pydantic.Field(0.05, gt=0, le=2.0, description="each try of enable / disable / configuration")
     retries: int = pydantic.Field(3, ge=0, le=20, description="further tries of a setup request")
+
+    def check_against_robot(self, file: Path, motors: Sequence["MotorSettings"], robot: "Robot") -> None:
+        """The family's own checks of deploy file ``file`` that need the robot or other files; none by default."""
+
+    def joint_calibration(self, file: Path, motors: Sequence["MotorSettings"], robot: "Robot") -> tuple[np.ndarray, np.ndarray]:
+        """``(gain, offset)`` per motor for ``joint = gain * (motor - offset)``: each entry's ``sign`` and ``offset`` by default.
+
+        A family whose arms carry their calibration elsewhere overrides this;
+        errors name ``file`` and the field.
+        """
+        return np.array([m.sign for m in motors], dtype=np.float64), np.array([m.offset for m in motors], dtype=np.float64)
 
 
 @dataclass(frozen=True)
