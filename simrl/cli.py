@@ -350,13 +350,16 @@ def deploy_command(
     ),
     rate: Optional[float] = typer.Option(None, "--rate", help="Control loop rate in Hz. [default: the config's rate_hz]"),
     config: Optional[Path] = typer.Option(None, "--config", help="Deploy config replacing the shipped deploy/<robot>.yaml."),
-    emulate: bool = typer.Option(False, "--emulate", help="Drive an emulated arm in this process (Damiao firmware on a virtual CAN bus)."),
-    reality: str = typer.Option("openarm-test", "--reality", help="With --emulate: the reality file or name (deploy/realities/, randomization/)."),
-    reality_seed: int = typer.Option(0, "--reality-seed", min=0, help="With --emulate: the seed the reality is drawn with."),
-    interface: Optional[str] = typer.Option(None, "--interface", help="python-can interface replacing the config's (socketcan, socketcand, ...)."),
-    channel: Optional[str] = typer.Option(None, "--channel", help="CAN channel replacing the config's."),
-    host: Optional[str] = typer.Option(None, "--host", help="socketcand server host (e.g. from `simrl emulate`)."),
-    port: Optional[int] = typer.Option(None, "--port", help="socketcand server port."),
+    emulate: bool = typer.Option(False, "--emulate", help="Drive an emulated arm in this process (the bus kind's firmware on its wire: CAN, or a pty)."),
+    reality: Optional[str] = typer.Option(
+        None, "--reality", help="With --emulate: the reality file or name (deploy/realities/, randomization/). [default: deploy/realities/<robot>-test.yaml]"
+    ),
+    reality_seed: int = typer.Option(0, "--reality-seed", min=0, help="With --emulate: the seed the reality (and a servo arm's encoder zeros) is drawn with."),
+    port: Optional[str] = typer.Option(None, "--port", help="Serial bus (feetech, dynamixel): the serial port, e.g. /dev/ttyACM0 or a pty from `simrl emulate`. Damiao: the socketcand server port."),
+    calibration: Optional[Path] = typer.Option(None, "--calibration", help="Feetech: the arm's LeRobot calibration JSON (or one from `simrl calibrate`)."),
+    interface: Optional[str] = typer.Option(None, "--interface", help="Damiao (CAN): python-can interface replacing the config's (socketcan, socketcand, ...)."),
+    channel: Optional[str] = typer.Option(None, "--channel", help="Damiao (CAN): CAN channel replacing the config's."),
+    host: Optional[str] = typer.Option(None, "--host", help="Damiao (CAN): socketcand server host (e.g. from `simrl emulate`)."),
     log: Optional[Path] = typer.Option(None, "--log", help="The .npz log to write. [default: runs/deploy/<robot>-<time>.npz]"),
     as_json: bool = typer.Option(False, "--json", help="Print the run summary as JSON."),
 ) -> None:
@@ -392,7 +395,7 @@ def deploy_command(
         emulate=emulate,
         reality=reality,
         reality_seed=reality_seed,
-        overrides={"bus.interface": interface, "bus.channel": channel, "bus.host": host, "bus.port": port},
+        overrides={"bus.port": port, "bus.calibration": calibration, "bus.interface": interface, "bus.channel": channel, "bus.host": host},
         log=log,
     )
     plan = prepare(request)
@@ -415,16 +418,19 @@ def deploy_command(
 @app.command("emulate")
 def emulate_command(
     robot: str = typer.Option(..., "--robot", help="Robot name; the motors are those of deploy/<robot>.yaml (or --config)."),
-    reality: str = typer.Option("openarm-test", "--reality", help="The reality file or name (deploy/realities/, randomization/)."),
-    reality_seed: int = typer.Option(0, "--reality-seed", min=0, help="The seed the reality is drawn with."),
+    reality: Optional[str] = typer.Option(
+        None, "--reality", help="The reality file or name (deploy/realities/, randomization/). [default: deploy/realities/<robot>-test.yaml]"
+    ),
+    reality_seed: int = typer.Option(0, "--reality-seed", min=0, help="The seed the reality (and a servo arm's encoder zeros) is drawn with."),
     config: Optional[Path] = typer.Option(None, "--config", help="Deploy config replacing the shipped deploy/<robot>.yaml."),
-    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on."),
-    port: int = typer.Option(0, "--port", min=0, max=65535, help="TCP port; 0 picks a free one (printed)."),
-    as_json: bool = typer.Option(False, "--json", help="Print host, port and channel as one JSON line."),
+    host: Optional[str] = typer.Option(None, "--host", help="CAN arms: the socketcand server's address. [default: 127.0.0.1]"),
+    port: Optional[int] = typer.Option(None, "--port", min=0, max=65535, help="CAN arms: the socketcand TCP port. [default: 0, a free one, printed]"),
+    as_json: bool = typer.Option(False, "--json", help="Print where to reach it (and the deploy flags) as one JSON line."),
 ) -> None:
-    """Serve an emulated arm (Damiao motor firmware on a simulated arm) as a socketcand server until Ctrl-C.
+    """Serve an emulated arm (its motors' firmware on a simulated arm) until Ctrl-C, and print how `simrl deploy` reaches it.
 
-    Another process drives it with `simrl deploy --robot R --policy P --interface socketcand --host H --port P`.
+    A serial arm (so101) is served on a pseudo-terminal: `simrl deploy --robot so101 --port PTY --calibration FILE`.
+    A CAN arm (openarm) through a socketcand server: `simrl deploy --robot openarm --interface socketcand --host H --port P`.
     """
     from simrl.deploy.config import load_deploy_config
     from simrl.deploy.emulation.emulated_arm import EmulatedArm
@@ -436,14 +442,14 @@ def emulate_command(
     deploy_config = load_deploy_config(arm, config)
     emulated = EmulatedArm(arm, deploy_config, reality, reality_seed)
     stop = StopRequest()
-    with stop_on_signals(stop), emulated.serving(host, port, deploy_config.timing.realtime_priority) as server:
-        where = {"host": host, "port": server.port, "channel": "can0", "reality": emulated.reality.describe()}
+    with stop_on_signals(stop), emulated.serving(host, port, deploy_config.timing.realtime_priority) as endpoint:
         if as_json:
-            print(json.dumps(where), flush=True)
+            print(json.dumps({**endpoint.where, "deploy_flags": endpoint.deploy_flags, "reality": emulated.reality.describe()}), flush=True)
         else:
+            where = ", ".join(f"{key} {value}" for key, value in endpoint.where.items())
             stdout.print(
-                f"emulating {arm.name} (reality {emulated.reality.name}, seed {reality_seed}) on socketcand {host}:{server.port}, bus can0\n"
-                f"drive it: simrl deploy --robot {arm.name} --policy POLICY.onnx --interface socketcand --host {host} --port {server.port}",
+                f"emulating {arm.name} (reality {emulated.reality.name}, seed {reality_seed}) on {where}\n"
+                f"drive it: simrl deploy --robot {arm.name} --policy POLICY.onnx {' '.join(endpoint.deploy_flags)}",
                 highlight=False,
                 markup=False,
             )

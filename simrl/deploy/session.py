@@ -8,6 +8,7 @@ written whatever ends the run, including an exception nobody planned for.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,8 +21,8 @@ from simrl.deploy.buses import make_bus
 from simrl.deploy.buses.base import MotorBus
 from simrl.deploy.calibration import Calibration
 from simrl.deploy.clock import Clock, WallClock, collector_paused, realtime_scheduling
-from simrl.deploy.config import DeployConfig, home_pose, joint_limits, load_deploy_config
-from simrl.deploy.emulation.emulated_arm import DEFAULT_REALITY, EmulatedArm
+from simrl.deploy.config import DeployConfig, home_pose, joint_limits, read_deploy_file, with_overrides
+from simrl.deploy.emulation.emulated_arm import EmulatedArm
 from simrl.deploy.excitation import ArmSetup, ExcitationRequest, Schedule, design
 from simrl.deploy.goals import GoalSpec
 from simrl.deploy.log import DeployLog
@@ -29,7 +30,7 @@ from simrl.deploy.policy_runtime import PolicyRuntime
 from simrl.deploy.report import DeploySummary, summarize
 from simrl.deploy.safety import event_names
 from simrl.deploy.stop import StopRequest
-from simrl.errors import SimrlError
+from simrl.errors import SimrlError, did_you_mean
 from simrl.robots import Robot, load_robot
 from simrl.tasks.reach import ReachTask, load_reach_config
 
@@ -44,10 +45,11 @@ class DeployRequest:
     excitation: ExcitationRequest | None = None
     config: Path | None = None
     overrides: dict[str, Any] = field(default_factory=dict)  # dotted config keys (``bus.port``) from flags; None = not given
+    # (a ``bus.`` key is the flag of the same name: ``bus.port`` is ``--port``)
     duration: float | None = None  # seconds per goal; default: the task's episode_steps ticks
     rate: float | None = None
     emulate: bool = False
-    reality: str = DEFAULT_REALITY
+    reality: str | None = None  # None: the robot's shipped test reality
     reality_seed: int = 0
     log: Path | None = None
 
@@ -91,10 +93,14 @@ class Plan:
         )
         return log
 
+    def calibration(self) -> Calibration:
+        """Joint space <-> motor space as the config's motor family gives it (a Feetech arm: its calibration file)."""
+        return Calibration.from_config(self.config, self.robot)
+
     def drive(self, bus: MotorBus, clock: Clock, log: DeployLog, stop: StopRequest) -> BridgeOutcome:
         """Run the loop on ``bus``, timed by ``clock``: the schedule if there is one, else the policy toward every goal."""
         settings = LoopSettings.from_config(self.config, self.robot)
-        bridge = Bridge(bus, Calibration.from_config(self.config), settings, clock, log, stop)
+        bridge = Bridge(bus, self.calibration(), settings, clock, log, stop)
         if self.schedule is not None:
             return bridge.run_excitation(self.schedule)
         assert self.policy is not None and self.task is not None  # prepare() gives a plan one or the other
@@ -102,14 +108,42 @@ class Plan:
 
 
 def prepare(request: DeployRequest) -> Plan:
-    """Everything checked before any bus is touched: robot, config, then the policy against both and the goals, or the schedule."""
+    """Everything checked before any bus is touched: robot, config and its calibration, then the policy against both
+    and the goals, or the schedule. An emulated arm brings its own wire and calibration, which are checked once it runs."""
     robot = load_robot(request.robot)
-    overrides = {key: value for key, value in request.overrides.items() if value is not None}
+    config = read_deploy_file(robot, request.config)
+    flags = {key: value for key, value in request.overrides.items() if value is not None}
+    _check_bus_flags(config, flags, request.emulate)
     if request.rate is not None:
-        overrides["rate_hz"] = request.rate
-    config = load_deploy_config(robot, request.config, overrides)
-    if request.excitation is not None:
-        return _prepare_excitation(request, robot, config)
+        flags["rate_hz"] = request.rate
+    config = with_overrides(config, flags, robot)
+    plan = _prepare_excitation(request, robot, config) if request.excitation is not None else _prepare_policy(request, robot, config)
+    if not request.emulate:
+        plan.calibration()  # a Feetech arm without its calibration file is refused here, not after the bus opened
+    return plan
+
+
+BUS_FLAGS = ("port", "calibration", "interface", "channel", "host")  # `simrl deploy` flags that set the bus field of their name
+
+
+def _check_bus_flags(config: DeployConfig, flags: dict[str, Any], emulate: bool) -> None:
+    """Bus flags name fields of the config's bus kind (``--channel`` means nothing to a serial bus); none with --emulate."""
+    bus_flags = {key.removeprefix("bus."): value for key, value in flags.items() if key.startswith("bus.")}
+    if emulate and bus_flags:
+        given = ", ".join(f"--{name}" for name in bus_flags)
+        raise SimrlError(f"{given} and --emulate both given; allowed: one of them (the emulated arm brings its own bus and calibration)")
+    fields = [name for name in type(config.bus).model_fields if name != "kind"]
+    for name, value in bus_flags.items():
+        if name not in fields:
+            raise SimrlError(
+                f"--{name} = {value!r}: the {config.robot} bus in {config.file} is kind '{config.bus.kind}', which has no '{name}'"
+                f"{did_you_mean(name, fields)}; allowed flags for it: "
+                f"{', '.join(f'--{flag}' for flag in BUS_FLAGS if flag in fields)}"
+            )
+
+
+def _prepare_policy(request: DeployRequest, robot: Robot, config: DeployConfig) -> Plan:
+    """A policy plan: the policy checked against robot and task, the goals resolved."""
     if request.policy is None:
         raise SimrlError("--policy is missing: give an ONNX policy written by `simrl export`, or --excite SIGNAL to play an excitation without one")
     policy = PolicyRuntime(request.policy)
@@ -119,6 +153,7 @@ def prepare(request: DeployRequest) -> Plan:
         raise SimrlError(f"--duration = {request.duration}: allowed: seconds above 0")
     ticks = task.config.episode_steps if request.duration is None else max(1, round(request.duration * config.rate_hz))
     return Plan(robot, config, policy, task, goals, source, ticks)
+
 
 
 def _prepare_excitation(request: DeployRequest, robot: Robot, config: DeployConfig) -> Plan:
@@ -149,14 +184,20 @@ def default_log_path(robot: str) -> Path:
 
 
 @contextlib.contextmanager
-def _arm(request: DeployRequest, plan: Plan) -> Iterator[tuple[MotorBus, dict[str, Any] | None]]:
-    """The bus to drive, and the emulated reality's description (None on hardware)."""
+def _arm(request: DeployRequest, plan: Plan) -> Iterator[tuple[MotorBus, Plan, dict[str, Any] | None]]:
+    """The bus to drive, the plan to drive it with, and the emulated reality's description (None on hardware).
+
+    An emulated arm's wire settings (its channel or pty, its calibration file)
+    replace the file's for the run: the plan drives, and the log records, the
+    arm that is really there.
+    """
     if not request.emulate:
-        yield make_bus(plan.config), None
+        yield make_bus(plan.config), plan, None
         return
     emulated = EmulatedArm(plan.robot, plan.config, request.reality, request.reality_seed)
     with emulated.started(plan.config.timing.realtime_priority):
-        yield make_bus(plan.config, **emulated.bus_settings), emulated.reality.describe()
+        config = with_overrides(plan.config, emulated.overrides(), plan.robot)
+        yield make_bus(config), dataclasses.replace(plan, config=config), emulated.reality.describe()
 
 
 def run_deploy(request: DeployRequest, plan: Plan, stop: StopRequest) -> DeploySummary:
@@ -165,10 +206,10 @@ def run_deploy(request: DeployRequest, plan: Plan, stop: StopRequest) -> DeployS
     log = plan.new_log()
     outcome: BridgeOutcome | None = None
     try:
-        with _arm(request, plan) as (bus, reality), realtime_scheduling(plan.config.timing.realtime_priority) as scheduling, collector_paused():
-            log.meta.update(reality=reality, scheduling=scheduling)
+        with _arm(request, plan) as (bus, driven, reality), realtime_scheduling(plan.config.timing.realtime_priority) as scheduling, collector_paused():
+            log.meta.update(reality=reality, scheduling=scheduling, deploy_config=driven.config.model_dump(mode="json"))
             clock = WallClock(min(plan.config.timing.spin_s, plan.config.period / 4))
-            outcome = plan.drive(bus, clock, log, stop)
+            outcome = driven.drive(bus, clock, log, stop)
     finally:
         summary = summarize_run(plan, log, path, outcome)
         log.meta["summary"] = summary.to_dict()

@@ -1,32 +1,35 @@
-"""A whole emulated arm for ``simrl deploy --emulate`` and ``simrl emulate``: reality, physics clock, motor firmware.
+"""A whole emulated arm for ``simrl deploy --emulate`` and ``simrl emulate``: reality, physics clock, motor firmware on its wire.
 
 ``RealityPlant`` (the arm under a drawn reality) advanced in real time by a
-``RealTimeStepper``, behind a ``DamiaoEmulator`` listening on a python-can
-virtual channel of its own. A ``DamiaoBus`` on that channel (same process), or
-a ``SocketcandServer`` bridging it to TCP (another process), then drives it
-exactly as it would drive the real motors.
+``RealTimeStepper``, behind the emulated motors of the deploy config's motor
+family (``wire.EMULATED_WIRES[bus.kind]``: Damiao motors on a virtual CAN
+channel, Feetech or Dynamixel servos on a paced pty). A bus built from the
+config with the wire's ``overrides`` (same process), or a ``simrl deploy``
+given the ``Endpoint``'s flags (another process), then drives it exactly as it
+would drive the real motors.
 """
 
 from __future__ import annotations
 
 import contextlib
-import uuid
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
-import can
 import numpy as np
 
-from simrl.deploy.buses.damiao.settings import damiao_motors
 from simrl.deploy.clock import realtime_scheduling
 from simrl.deploy.config import DeployConfig
-from simrl.deploy.emulation.damiao_firmware import DamiaoEmulator
-from simrl.deploy.emulation.reality import RealityPlant, RealTimeStepper, load_reality
-from simrl.deploy.emulation.socketcand import SocketcandServer
-from simrl.errors import SimrlError
+from simrl.deploy.emulation.reality import RealityPlant, RealTimeStepper, available_realities, load_reality
+from simrl.deploy.emulation.wire import EMULATED_WIRES, EmulatedWire, Endpoint
 from simrl.robots import Robot
 
-DEFAULT_REALITY = "openarm-test"
+FALLBACK_REALITY = "none"  # the training model itself, for a robot that ships no deploy/realities/<robot>-test.yaml
+
+
+def default_reality(robot: str) -> str:
+    """The shipped test reality of ``robot`` (``deploy/realities/<robot>-test.yaml``), else the training model."""
+    name = f"{robot}-test"
+    return name if name in available_realities() else FALLBACK_REALITY
 
 
 def motor_torque_limits(robot: Robot, joints: list[str]) -> list[float]:
@@ -37,55 +40,38 @@ def motor_torque_limits(robot: Robot, joints: list[str]) -> list[float]:
 
 
 class EmulatedArm:
-    """The motors of ``config`` on a simulated arm under ``reality`` (drawn with ``seed``), served on ``channel``.
+    """The motors of ``config`` on a simulated arm under ``reality`` (drawn with ``seed``; default: the robot's test reality).
 
     The emulated motors use the config's ids, models and order, so the bus the
-    bridge builds from the same config finds them. Their encoders read joint
-    angles, so the config's calibration must be the identity (offsets 0, signs
-    +1, as ``deploy/openarm.yaml`` ships); any other is refused rather than
-    silently mis-mapped.
+    bridge builds from the same config (with ``overrides()``) finds them.
+    ``seed`` also draws what the motor family leaves to chance (a Feetech
+    arm's encoder zeros).
     """
 
-    def __init__(self, robot: Robot, config: DeployConfig, reality: str | Path = DEFAULT_REALITY, seed: int = 0) -> None:
-        calibrated = [m.joint for m in config.motors if m.offset != 0.0 or m.sign != 1]
-        if calibrated:
-            raise SimrlError(
-                f"the emulated motors read joint angles directly, but the deploy config calibrates {', '.join(calibrated)}; "
-                "allowed with --emulate: offset 0 and sign 1 for every motor"
-            )
+    def __init__(self, robot: Robot, config: DeployConfig, reality: str | Path | None = None, seed: int = 0) -> None:
         joints = [m.joint for m in config.motors]
-        self.reality = load_reality(reality, robot, seed)
+        self.reality = load_reality(reality or default_reality(robot.name), robot, seed)
         self.plant = RealityPlant(robot, self.reality, joints, motor_torque_limits(robot, joints))
-        self.channel = f"simrl-emulator-{uuid.uuid4().hex[:12]}"
-        self._motors = damiao_motors(config.motors)
-        self._wire: can.BusABC | None = None
+        self.wire: EmulatedWire = EMULATED_WIRES[config.bus.kind](self.plant, config, robot, seed)
         self._stepper: RealTimeStepper | None = None
-        self._emulator: DamiaoEmulator | None = None
 
-    @property
-    def bus_settings(self) -> dict[str, str]:
-        """What ``make_bus`` needs, beyond the deploy file, to reach this arm instead of the file's wire."""
-        return {"interface": "virtual", "channel": self.channel}
+    def overrides(self) -> dict[str, Any]:
+        """Deploy config keys (dotted) that point a bus built in this process at this arm instead of the file's wire."""
+        return self.wire.overrides()
 
     def start(self) -> "EmulatedArm":
         """Start the physics clock and the firmware (the arm starts at home, motors off)."""
-        self._wire = can.Bus(interface="virtual", channel=self.channel)
         self._stepper = RealTimeStepper(self.plant)
         self._stepper.start()
-        self._emulator = DamiaoEmulator(self.plant, self._motors, self._wire).start()
+        self.wire.start()
         return self
 
     def stop(self) -> None:
-        """Stop answering, stop the clock, release the channel; safe to call twice."""
-        if self._emulator is not None:
-            self._emulator.stop()
-            self._emulator = None
+        """Stop answering, stop the clock, release the wire; safe to call twice."""
+        self.wire.stop()
         if self._stepper is not None:
             self._stepper.stop()
             self._stepper = None
-        if self._wire is not None:
-            self._wire.shutdown()
-            self._wire = None
 
     @contextlib.contextmanager
     def started(self, realtime_priority: int | None = None) -> Iterator["EmulatedArm"]:
@@ -104,10 +90,9 @@ class EmulatedArm:
             self.stop()  # also after a start that failed half way
 
     @contextlib.contextmanager
-    def serving(self, host: str, port: int, realtime_priority: int | None = None) -> Iterator[SocketcandServer]:
-        """Running and reachable from other processes through a socketcand server on ``host``:``port`` (0: any free port)."""
-        with self.started(realtime_priority):
-            with realtime_scheduling(realtime_priority):  # the server's threads carry the motors' frames: as urgent as the motors
-                server = SocketcandServer(self.channel, host=host, port=port).start()
-            with server:
-                yield server
+    def serving(self, host: str | None, port: int | None, realtime_priority: int | None = None) -> Iterator[Endpoint]:
+        """Running and reachable from other processes (a network transport listens on ``host``:``port``, 0: any free port)."""
+        with self.started(realtime_priority), contextlib.ExitStack() as stack:
+            with realtime_scheduling(realtime_priority):  # a server's threads carry the motors' frames: as urgent as the motors
+                endpoint = stack.enter_context(self.wire.serving(host, port))
+            yield endpoint

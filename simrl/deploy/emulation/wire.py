@@ -1,0 +1,90 @@
+"""One motor family's emulated motors on their wire, and the registry that picks them by ``bus.kind``.
+
+An ``EmulatedArm`` is the same for every family (a ``RealityPlant`` kept level
+with the wall clock); what differs is the firmware that answers the bus and
+the transport it answers on: Damiao motors on a virtual CAN channel (a
+socketcand server for another process), Feetech or Dynamixel servos on a
+paced pseudo-terminal. Each family has one ``WireBuilder`` in
+``EMULATED_WIRES``; the runtime asks the wire for the deploy settings that
+reach it and never names a vendor. Adding a family's emulation is one module
+and one entry here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, ContextManager, Mapping, Protocol
+
+from simrl.errors import SimrlError
+
+if TYPE_CHECKING:
+    from simrl.deploy.config import DeployConfig
+    from simrl.deploy.emulation.reality import RealityPlant
+    from simrl.robots import Robot
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where another process reaches an emulated arm: what to print, and the ``simrl deploy`` flags that point at it."""
+
+    where: dict[str, Any]  # e.g. {"port": "/dev/pts/5"} or {"host": ..., "port": ...}; printed as JSON by ``simrl emulate --json``
+    deploy_flags: list[str] = field(default_factory=list)  # e.g. ["--port", "/dev/pts/5", "--calibration", "/tmp/.../so101.json"]
+
+
+class EmulatedWire(Protocol):
+    """A family's firmware serving a plant on its transport."""
+
+    def start(self) -> None:
+        """Start answering (the plant's clock is the caller's)."""
+
+    def stop(self) -> None:
+        """Stop answering and release the transport and anything written for it; safe to call twice."""
+
+    def overrides(self) -> dict[str, Any]:
+        """Deploy config keys (dotted, as flags give them) that point a bus built in this process at these motors."""
+
+    def serving(self, host: str | None, port: int | None) -> ContextManager[Endpoint]:
+        """Reachable from another process while the block runs (``host``/``port``: a network transport's address, else None)."""
+
+
+class WireBuilder(Protocol):
+    def __call__(self, plant: "RealityPlant", config: "DeployConfig", robot: "Robot", seed: int) -> EmulatedWire:
+        """The motors of ``config`` (ids, models, order) on ``plant``; ``seed`` draws what the family leaves to chance
+        (a Feetech arm's encoder zeros). Refuses, in one line, a config the emulated motors cannot honour."""
+
+
+def _damiao(plant: "RealityPlant", config: "DeployConfig", robot: "Robot", seed: int) -> EmulatedWire:
+    from simrl.deploy.emulation.can_wire import damiao_wire
+
+    return damiao_wire(plant, config, robot, seed)
+
+
+def _feetech(plant: "RealityPlant", config: "DeployConfig", robot: "Robot", seed: int) -> EmulatedWire:
+    from simrl.deploy.emulation.serial_wire import feetech_wire
+
+    return feetech_wire(plant, config, robot, seed)
+
+
+def _dynamixel(plant: "RealityPlant", config: "DeployConfig", robot: "Robot", seed: int) -> EmulatedWire:
+    from simrl.deploy.emulation.serial_wire import dynamixel_wire
+
+    return dynamixel_wire(plant, config, robot, seed)
+
+
+# The firmware modules are imported when a family's arm is built (python-can only for Damiao).
+EMULATED_WIRES: Mapping[str, WireBuilder] = MappingProxyType({"damiao": _damiao, "feetech": _feetech, "dynamixel": _dynamixel})
+
+
+def no_endpoint(host: str | None, port: int | None, transport: str) -> None:
+    """A transport other processes reach without a server refuses a server address instead of ignoring it."""
+    given = [f"{name} = {value!r}" for name, value in (("host", host), ("port", port)) if value is not None]
+    if given:
+        raise SimrlError(f"{', '.join(given)}: the emulated bus is a {transport}, reachable from any process as it is; allowed: no host or port")
+
+
+def served(endpoint: Endpoint) -> ContextManager[Endpoint]:
+    """An endpoint that needs nothing started (the transport is already reachable)."""
+    return contextlib.nullcontext(endpoint)
+
