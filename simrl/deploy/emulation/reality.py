@@ -340,6 +340,14 @@ class RealityPlant:
         with self._lock:
             return bool(self._silent[motor]) or bool(self._rng.random() < self.reality.reply_drop_rate)
 
+    def place(self, motor: int, position: float) -> None:
+        """A hand moves ``motor``'s joint to ``position`` (rad) and holds it still there, as a user does while
+        calibrating with the torque off; the physics takes over again at the next ``advance``."""
+        with self._lock:
+            self._data.qpos[self._qpos_adr[motor]] = position
+            self._data.qvel[self._dof_adr[motor]] = 0.0
+            mujoco.mj_forward(self.model, self._data)
+
     def silence(self, motor: int, silent: bool = True) -> None:
         """Make a motor stop answering (or answer again), as a loose connector would; it still obeys commands."""
         with self._lock:
