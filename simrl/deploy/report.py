@@ -44,6 +44,7 @@ class DeploySummary:
     excite_ticks: int
     period_p50_ms: float | None
     period_p99_ms: float | None
+    jitter_p50_ms: float | None
     jitter_p99_ms: float | None
     jitter_max_ms: float | None
     lateness_p99_ms: float | None
@@ -73,7 +74,7 @@ class DeploySummary:
         """The summary for a person."""
         distances = ", ".join("-" if d is None else f"{d:.1f}" for d in self.final_distances_mm)
         timing = (
-            f"period p50 {_ms(self.period_p50_ms)} / p99 {_ms(self.period_p99_ms)} ms, jitter p99 {_ms(self.jitter_p99_ms)} ms, "
+            f"period p50 {_ms(self.period_p50_ms)} / p99 {_ms(self.period_p99_ms)} ms, jitter p50 {_ms(self.jitter_p50_ms)} / p99 {_ms(self.jitter_p99_ms)} ms, "
             f"overruns {self.overruns}, read max {_ms(self.read_max_ms)} ms, command exchange max {_ms(self.command_exchange_max_ms)} ms, "
             f"inference p99 {_ms(self.inference_p99_ms)} ms"
         )
@@ -133,6 +134,7 @@ def timing(arrays: dict[str, np.ndarray], period: float) -> dict[str, Any]:
     return {
         "period_p50_ms": _percentile(periods, 50),
         "period_p99_ms": _percentile(periods, 99),
+        "jitter_p50_ms": _percentile(jitter, 50),
         "jitter_p99_ms": _percentile(jitter, 99),
         "jitter_max_ms": _max(jitter),
         "lateness_p99_ms": _percentile(lateness, 99),
