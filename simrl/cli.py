@@ -415,6 +415,24 @@ def deploy_command(
     raise typer.Exit(summary.exit_code)
 
 
+@app.command("calibrate")
+def calibrate_command(
+    robot: str = typer.Option(..., "--robot", help="Robot name; the servos are those of deploy/<robot>.yaml (or --config)."),
+    port: Optional[str] = typer.Option(None, "--port", help="Serial port replacing the config's (e.g. /dev/ttyACM1, or a pty from `simrl emulate`)."),
+    config: Optional[Path] = typer.Option(None, "--config", help="Deploy config replacing the shipped deploy/<robot>.yaml."),
+    out: Optional[Path] = typer.Option(None, "--out", help="The calibration file to write (LeRobot's format). [default: <robot>-calibration.json]"),
+) -> None:
+    """Calibrate a servo arm as LeRobot does: torque off, the middle pose, each joint swept stop to stop; write the file.
+
+    The file is LeRobot's (`id`, `drive_mode`, `homing_offset`, `range_min`, `range_max` per motor) and the
+    servos keep the offsets and ranges; deploy with `simrl deploy --robot R --calibration FILE`. An arm already
+    calibrated with LeRobot needs none of this: give LeRobot's file to --calibration.
+    """
+    from simrl.deploy.calibrate_arm import Terminal, calibrate_arm
+
+    calibrate_arm(robot, out or Path(f"{robot}-calibration.json"), Terminal(sys.stdin, sys.stdout), config, port)
+
+
 @app.command("emulate")
 def emulate_command(
     robot: str = typer.Option(..., "--robot", help="Robot name; the motors are those of deploy/<robot>.yaml (or --config)."),

@@ -285,3 +285,35 @@ def test_emulate_prints_the_pty_for_a_deploy_in_another_process(tmp_path: Path, 
             server.communicate(timeout=TIMEOUT)
     assert summary.stop_reason == "completed" and summary.final_enabled == [False] * 6 and summary.policy_ticks == 6
     assert server.returncode == 130
+
+
+def test_simrl_calibrate_walks_a_user_through_lerobots_procedure_on_the_emulated_arm(tmp_path: Path, so101: Robot) -> None:
+    plant = so101_plant(so101)
+    ranges = so101.model.jnt_range[[so101.model.joint(j).id for j in motor_joints(so101)]]
+    out = tmp_path / "my-so101.json"
+    with PtySerialLink(FeetechFirmware(plant, SERVO_IDS, encoder_zero=ZEROS)) as link:
+        command = simrl_command("calibrate", "--robot", "so101", "--port", link.port, "--out", str(out))
+        with subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as user:
+            assert "middle of its range of motion" in read_line(user.stdout, TIMEOUT)
+            place(plant, {i: 0.0 for i in range(5)} | {5: 0.78540})  # the user poses the arm, then presses Enter
+            user.stdin.write("\n")  # type: ignore[union-attr]
+            user.stdin.flush()  # type: ignore[union-attr]
+            assert "through its whole range" in read_line(user.stdout, TIMEOUT)
+            for i in (0, 1, 2, 3, 5):
+                for end in (0, 1):
+                    place(plant, {i: ranges[i, end]})
+                    time.sleep(0.35)  # several polls at each stop
+            out_text, err = user.communicate("\n", timeout=TIMEOUT)
+    assert user.returncode == 0, err
+    assert f"deploy with: simrl deploy --robot so101 --policy POLICY.onnx --calibration {out}" in out_text
+    # the arm joints as in the hand-written file (the pose was the model's zero, the sweep reached the MJCF stops);
+    # the gripper as in test_a_lerobot_file_gives_...: held at 0.78540 rad, homing -35, stops 1421 and 2673
+    expected = json.loads(HAND_FILE)
+    expected["gripper"].update(homing_offset=-35, range_min=1421, range_max=2673)
+    assert json.loads(out.read_text()) == expected
+
+
+def test_simrl_calibrate_refuses_an_arm_whose_motors_keep_no_calibration(tmp_path: Path) -> None:
+    result = run_simrl("calibrate", "--robot", "openarm", "--out", str(tmp_path / "openarm.json"))
+    assert_one_line_error(result, "openarm.yaml: bus kind 'damiao' keeps no calibration in its motors; `simrl calibrate` is for servo arms")
+    assert not (tmp_path / "openarm.json").exists()

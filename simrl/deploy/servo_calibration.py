@@ -57,7 +57,7 @@ import math
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import pydantic
@@ -233,6 +233,7 @@ def joint_mapping(
     return gain, offset
 
 
+@runtime_checkable
 class CalibrationPort(Protocol):
     """What the calibration procedure needs from a servo bus, in raw ticks, keyed by joint name (the motor's name).
 
