@@ -197,7 +197,7 @@ def markdown(result: dict[str, Any]) -> str:
         "",
         f"Highest rate completed with no overrun and no stale reply: {'none' if top is None else f'{top:g} Hz'}.",
         "",
-        f"What limits it is the wire. Each tick reads the state (sync read of Present_Position, _Velocity, _Load: a",
+        "What limits it is the wire. Each tick reads the state (sync read of Present_Position, _Velocity, _Load: a",
         f"{8 + SERVOS}-byte request and six 12-byte replies, {wire['read']} bytes) and sends the command (sync write of",
         f"Goal_Position, {8 + 3 * SERVOS} bytes) followed by a second state read: {wire['tick']} bytes, {wire['tick'] * 10 / 1000:.2f} ms",
         "of a 1 Mbaud line at 10 bits a byte, before the servos' Return_Delay_Time (0) and the USB adapter's latency,",

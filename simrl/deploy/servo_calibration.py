@@ -53,7 +53,6 @@ TheRobotStudio/SO-ARM100 (commit fda892cb):
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path

@@ -38,7 +38,6 @@ from __future__ import annotations
 import select
 import termios
 import time
-from dataclasses import dataclass
 from typing import Callable, Mapping, Sequence, TypeVar
 
 import numpy as np

@@ -37,11 +37,6 @@ CENTER_TICK = TICKS_PER_TURN // 2  # half a turn: where LeRobot's homing puts th
 RETURN_DELAY_UNIT_S = 2e-6  # Return_Delay_Time counts 2 µs (LeRobot feetech.py: the default 250 is 500 µs)
 
 
-def ticks_to_radians(ticks: float) -> float:
-    """A Present_Position as a motor angle, the bus's motor space: 0 rad at half a turn (tick 2048), 4096 ticks a turn."""
-    return (ticks - CENTER_TICK) * RAD_PER_TICK
-
-
 class Instruction(IntEnum):
     """Instruction codes (scservo_def.py; Feetech INST.h)."""
 
