@@ -155,7 +155,6 @@ def _prepare_policy(request: DeployRequest, robot: Robot, config: DeployConfig) 
     return Plan(robot, config, policy, task, goals, source, ticks)
 
 
-
 def _prepare_excitation(request: DeployRequest, robot: Robot, config: DeployConfig) -> Plan:
     """An excitation plan: no policy, no goals, the schedule designed for this arm's config."""
     if request.policy is not None:
