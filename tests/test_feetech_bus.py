@@ -212,6 +212,14 @@ def test_disable_turns_torque_off(bus: FeetechBus, firmware: FeetechFirmware) ->
     assert [register(firmware, m, "Torque_Enable") for m in range(6)] == [0] * 6
 
 
+def test_enable_and_disable_confirm_the_state_whatever_a_ticks_reply_timeout(link: PtySerialLink, names: list[str]) -> None:
+    with make_bus(names, link.port, reply_timeout=1e-9) as bus:  # a tick timeout no reply meets (86 bytes take 0.86 ms at 1 Mbaud)
+        assert bus.enable().fresh.all()
+        assert not bus.read().fresh.any()
+        off = bus.disable()
+    assert off.fresh.all() and not off.enabled.any()
+
+
 def test_pulling_the_cable_mid_run_raises_bus_error(bus: FeetechBus, link: PtySerialLink) -> None:
     position = bus.enable().position
     bus.exchange(hold(position))

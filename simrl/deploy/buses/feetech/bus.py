@@ -184,11 +184,14 @@ class FeetechBus:
         self._sync_write("Goal_Position", [_value(present[i][1], "Present_Position", STATE_BLOCK[0]) for i in range(len(self._ids))])
         self._send_torque_limits(self._torque_limits)
         self._set_torque(True)
-        return self.read()
+        return self._read(self._setup_timeout)
 
     def read(self) -> MotorReadings:
         """One sync read of Present_Position/Velocity/Load; servos that do not answer in ``reply_timeout`` are not fresh."""
-        replies = self._sync_read(*STATE_BLOCK, self._reply_timeout)
+        return self._read(self._reply_timeout)
+
+    def _read(self, timeout: float) -> MotorReadings:
+        replies = self._sync_read(*STATE_BLOCK, timeout)
         fresh = np.zeros(len(self._ids), dtype=bool)
         start = STATE_BLOCK[0]
         for i, (error, data) in replies.items():
@@ -227,9 +230,10 @@ class FeetechBus:
         return self.read()
 
     def disable(self) -> MotorReadings:
-        """Torque off (read back from every servo), then one ``read``."""
+        """Torque off (read back from every servo), then one state read with the setup timeout: setup, not a tick,
+        so a fast loop's short reply timeout does not leave the final state unconfirmed."""
         self.disable_torque()
-        return self.read()
+        return self._read(self._setup_timeout)
 
     def close(self) -> None:
         """Close the port; safe to call twice."""
