@@ -43,7 +43,7 @@ class FeetechBusSettings(BusSettings):
     p_coefficient: int = pydantic.Field(16, ge=0, le=255, description="P_Coefficient; LeRobot's SO-101 value (the MJCF servo's kp)")
     i_coefficient: int = pydantic.Field(0, ge=0, le=255, description="I_Coefficient; LeRobot's SO-101 value")
     d_coefficient: int = pydantic.Field(32, ge=0, le=255, description="D_Coefficient; LeRobot's SO-101 value (the MJCF servo's kv)")
-    acceleration: int = pydantic.Field(254, ge=0, le=254, description="Acceleration and Maximum_Acceleration; LeRobot's 254")
+    acceleration: int = pydantic.Field(254, ge=0, le=255, description="Acceleration and Maximum_Acceleration (1-byte registers); LeRobot's 254")
 
     @pydantic.field_validator("baud")
     @classmethod
