@@ -462,7 +462,8 @@ def emulate_command(
     stop = StopRequest()
     with stop_on_signals(stop), emulated.serving(host, port, deploy_config.timing.realtime_priority) as endpoint:
         if as_json:
-            print(json.dumps({**endpoint.where, "deploy_flags": endpoint.deploy_flags, "reality": emulated.reality.describe()}), flush=True)
+            described = {"overrides": endpoint.overrides, "deploy_flags": endpoint.deploy_flags, "reality": emulated.describe_reality()}
+            print(json.dumps({**endpoint.where, **described}), flush=True)
         else:
             where = ", ".join(f"{key} {value}" for key, value in endpoint.where.items())
             stdout.print(

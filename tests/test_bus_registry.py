@@ -64,3 +64,13 @@ def test_a_dynamixel_arm_deploys_on_its_emulated_servos_over_a_pty(tmp_path: Pat
     )
     summary = run_deploy(request, prepare(request), StopRequest())
     assert summary.stop_reason == "completed" and summary.stale_replies == 0 and summary.final_enabled == [False] * 6
+
+
+def test_an_emulated_arm_that_cannot_start_in_its_own_process_says_why(tmp_path: Path) -> None:
+    so101 = load_robot("so101")
+    config = tmp_path / "dynamixel.yaml"
+    config.write_text(DYNAMIXEL_SO101.replace("{joint: elbow_flex, id: 3,", "{joint: elbow_flex, sign: -1, id: 3,"))
+    request = DeployRequest(robot="so101", policy=write_policy(tmp_path / "policy.onnx", so101, 0.0), config=config, emulate=True, log=tmp_path / "log.npz")
+    with pytest.raises(SimrlError, match=r"^the emulated arm \(simrl emulate --robot so101\) did not start: error: the emulated Dynamixel servos read tick 2048 at joint zero, but .* calibrates elbow_flex"):
+        run_deploy(request, prepare(request), StopRequest())
+    assert (tmp_path / "log.npz").exists()  # written however the run ends

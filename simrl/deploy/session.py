@@ -23,6 +23,8 @@ from simrl.deploy.calibration import Calibration
 from simrl.deploy.clock import Clock, WallClock, collector_paused, realtime_scheduling
 from simrl.deploy.config import DeployConfig, home_pose, joint_limits, read_deploy_file, with_overrides
 from simrl.deploy.emulation.emulated_arm import EmulatedArm
+from simrl.deploy.emulation.emulator_process import EmulatorProcess
+from simrl.deploy.emulation.wire import EMULATED_WIRES
 from simrl.deploy.excitation import ArmSetup, ExcitationRequest, Schedule, design
 from simrl.deploy.goals import GoalSpec
 from simrl.deploy.log import DeployLog
@@ -188,15 +190,17 @@ def _arm(request: DeployRequest, plan: Plan) -> Iterator[tuple[MotorBus, Plan, d
 
     An emulated arm's wire settings (its channel or pty, its calibration file)
     replace the file's for the run: the plan drives, and the log records, the
-    arm that is really there.
+    arm that is really there. Its motor family's entry says whether it runs in
+    this process or in one of its own (``wire.EMULATED_WIRES``).
     """
     if not request.emulate:
         yield make_bus(plan.config), plan, None
         return
-    emulated = EmulatedArm(plan.robot, plan.config, request.reality, request.reality_seed)
+    apart = EMULATED_WIRES[plan.config.bus.kind].own_process
+    emulated = (EmulatorProcess if apart else EmulatedArm)(plan.robot, plan.config, request.reality, request.reality_seed)
     with emulated.started(plan.config.timing.realtime_priority):
         config = with_overrides(plan.config, emulated.overrides(), plan.robot)
-        yield make_bus(config), dataclasses.replace(plan, config=config), emulated.reality.describe()
+        yield make_bus(config), dataclasses.replace(plan, config=config), emulated.describe_reality()
 
 
 def run_deploy(request: DeployRequest, plan: Plan, stop: StopRequest) -> DeploySummary:

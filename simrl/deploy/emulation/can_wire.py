@@ -55,8 +55,8 @@ class DamiaoWire:
         """A socketcand server on ``host``:``port`` (default 127.0.0.1, any free port) relaying the channel."""
         host = host or "127.0.0.1"
         with SocketcandServer(self.channel, host=host, port=port or 0, bus_name=SOCKETCAND_BUS) as server:
-            flags = ["--interface", "socketcand", "--host", host, "--port", str(server.port)]
-            yield Endpoint(where={"host": host, "port": server.port, "channel": SOCKETCAND_BUS}, deploy_flags=flags)
+            overrides = {"bus.interface": "socketcand", "bus.host": host, "bus.port": server.port, "bus.channel": SOCKETCAND_BUS}
+            yield Endpoint(where={"host": host, "port": server.port, "channel": SOCKETCAND_BUS}, overrides=overrides)
 
 
 def damiao_wire(plant: MotorPlant, config: DeployConfig, robot: Robot, seed: int) -> DamiaoWire:

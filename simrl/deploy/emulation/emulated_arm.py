@@ -52,12 +52,16 @@ class EmulatedArm:
         joints = [m.joint for m in config.motors]
         self.reality = load_reality(reality or default_reality(robot.name), robot, seed)
         self.plant = RealityPlant(robot, self.reality, joints, motor_torque_limits(robot, joints))
-        self.wire: EmulatedWire = EMULATED_WIRES[config.bus.kind](self.plant, config, robot, seed)
+        self.wire: EmulatedWire = EMULATED_WIRES[config.bus.kind].build(self.plant, config, robot, seed)
         self._stepper: RealTimeStepper | None = None
 
     def overrides(self) -> dict[str, Any]:
         """Deploy config keys (dotted) that point a bus built in this process at this arm instead of the file's wire."""
         return self.wire.overrides()
+
+    def describe_reality(self) -> dict[str, Any]:
+        """The reality the arm has (``Reality.describe()``): the truth the deploy log records."""
+        return self.reality.describe()
 
     def start(self) -> "EmulatedArm":
         """Start the physics clock and the firmware (the arm starts at home, motors off)."""

@@ -78,8 +78,8 @@ class SerialWire:
     def serving(self, host: str | None, port: int | None) -> Iterator[Endpoint]:
         """The pty itself: ``simrl deploy --port PTY`` (and ``--calibration FILE``) from any process."""
         no_endpoint(host, port, "pseudo-terminal")
-        flags = [token for key, value in self.overrides().items() for token in (f"--{key.removeprefix('bus.')}", str(value))]
-        yield Endpoint(where={key.removeprefix("bus."): value for key, value in self.overrides().items()}, deploy_flags=flags)
+        overrides = self.overrides()
+        yield Endpoint(where={key.removeprefix("bus."): value for key, value in overrides.items()}, overrides=overrides)
 
 
 def assembly_zeros(seed: int, count: int) -> list[int]:

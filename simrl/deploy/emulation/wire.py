@@ -8,12 +8,22 @@ paced pseudo-terminal. Each family has one ``WireBuilder`` in
 ``EMULATED_WIRES``; the runtime asks the wire for the deploy settings that
 reach it and never names a vendor. Adding a family's emulation is one module
 and one entry here.
+
+An entry also says where ``simrl deploy --emulate`` runs the arm: serial servos
+in a process of their own (``simrl emulate``, reached through its pty), as
+real servos answer from their own hardware: in the loop's process, their
+pacing threads competed with the loop for the interpreter and the two cores
+(measured on the shared 2-core machine, 5 goals at 50 Hz, 3 runs each: in the
+loop's process 0, 1 and 1 overruns with 0-6 late replies, in another process
+none). Damiao motors stay on an in-process virtual CAN channel: reaching them
+from another process adds a TCP relay, and in-process they kept the loop's
+jitter p99 at 8 µs (experiments/results/deploy_openarm.md).
 """
 
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, ContextManager, Mapping, Protocol
 
@@ -27,10 +37,15 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Endpoint:
-    """Where another process reaches an emulated arm: what to print, and the ``simrl deploy`` flags that point at it."""
+    """Where another process reaches an emulated arm: what to print, and the deploy settings that point a bus at it."""
 
     where: dict[str, Any]  # e.g. {"port": "/dev/pts/5"} or {"host": ..., "port": ...}; printed as JSON by ``simrl emulate --json``
-    deploy_flags: list[str] = field(default_factory=list)  # e.g. ["--port", "/dev/pts/5", "--calibration", "/tmp/.../so101.json"]
+    overrides: dict[str, Any]  # dotted deploy config keys, each a `simrl deploy` flag of the same name: {"bus.port": "/dev/pts/5", ...}
+
+    @property
+    def deploy_flags(self) -> list[str]:
+        """The ``simrl deploy`` flags for ``overrides``: ``["--port", "/dev/pts/5", "--calibration", FILE]``."""
+        return [token for key, value in self.overrides.items() for token in (f"--{key.removeprefix('bus.')}", str(value))]
 
 
 class EmulatedWire(Protocol):
@@ -55,6 +70,14 @@ class WireBuilder(Protocol):
         (a Feetech arm's encoder zeros). Refuses, in one line, a config the emulated motors cannot honour."""
 
 
+@dataclass(frozen=True)
+class EmulationKind:
+    """One motor family's emulation: how to build its wire, and whether ``--emulate`` serves it from a process of its own."""
+
+    build: WireBuilder
+    own_process: bool
+
+
 def _damiao(plant: "RealityPlant", config: "DeployConfig", robot: "Robot", seed: int) -> EmulatedWire:
     from simrl.deploy.emulation.can_wire import damiao_wire
 
@@ -74,7 +97,13 @@ def _dynamixel(plant: "RealityPlant", config: "DeployConfig", robot: "Robot", se
 
 
 # The firmware modules are imported when a family's arm is built (python-can only for Damiao).
-EMULATED_WIRES: Mapping[str, WireBuilder] = MappingProxyType({"damiao": _damiao, "feetech": _feetech, "dynamixel": _dynamixel})
+EMULATED_WIRES: Mapping[str, EmulationKind] = MappingProxyType(
+    {
+        "damiao": EmulationKind(_damiao, own_process=False),
+        "feetech": EmulationKind(_feetech, own_process=True),
+        "dynamixel": EmulationKind(_dynamixel, own_process=True),
+    }
+)
 
 
 def no_endpoint(host: str | None, port: int | None, transport: str) -> None:
@@ -82,9 +111,3 @@ def no_endpoint(host: str | None, port: int | None, transport: str) -> None:
     given = [f"{name} = {value!r}" for name, value in (("host", host), ("port", port)) if value is not None]
     if given:
         raise SimrlError(f"{', '.join(given)}: the emulated bus is a {transport}, reachable from any process as it is; allowed: no host or port")
-
-
-def served(endpoint: Endpoint) -> ContextManager[Endpoint]:
-    """An endpoint that needs nothing started (the transport is already reachable)."""
-    return contextlib.nullcontext(endpoint)
-
