@@ -7,13 +7,14 @@ Runs, as a user would (each a separate process):
     simrl deploy --robot so101 --policy RUN/policy.onnx --emulate --reality deploy/realities/so101-test.yaml \\
         --random-goals 20 --seed 0 --rate 50 --json --log ...
     simrl emulate --robot so101 --reality ... --json  +  simrl deploy --robot so101 --port PTY --calibration FILE ...
-        (the emulated servos in another process, as real servos are: 5 goals)
+        (the emulator started by hand, as a user would in a second terminal: 5 goals)
     simrl deploy ... --rate R --random-goals 2 --duration 1   for R in --sweep (the loop timing at higher rates)
 
 The emulated SO-101 is a RealityPlant behind STS3215 firmware that answers
-scservo_sdk byte for byte on a pseudo-terminal paced at 1 Mbaud; its servos'
-encoders read random ticks at the model's zero, so the deploy goes through the
-LeRobot calibration file the emulator writes (as a user's through theirs).
+scservo_sdk byte for byte on a pseudo-terminal paced at 1 Mbaud, served from a
+process of its own (``--emulate`` starts ``simrl emulate`` as a child); its
+servos' encoders read random ticks at the model's zero, so the deploy goes
+through the LeRobot calibration file the emulator writes (as a user's through theirs).
 
 Writes experiments/results/deploy_so101.{md,json}: goals reached X/20 at 3 cm,
 loop period and jitter, overruns, the rate sweep and the reality the arm had.
@@ -146,10 +147,11 @@ def markdown(result: dict[str, Any]) -> str:
         "",
         "The emulated SO-101: six STS3215 servos (ids 1-6) answering scservo_sdk on a pseudo-terminal paced at",
         "1 Mbaud, each closing its own position loop (P 16 / D 32 = the MJCF servo) on a MuJoCo arm under the",
-        "reality below. Their encoders read random ticks at the model's zero (`--reality-seed` draws them), so the",
-        "joint angles come only through the LeRobot calibration file the emulator writes, as on a real arm.",
+        "reality below, served from a process of its own (`--emulate` starts `simrl emulate` as a child), as real",
+        "servos answer from their own hardware. Their encoders read random ticks at the model's zero (`--reality-seed`",
+        "draws them), so the joint angles come only through the LeRobot calibration file the emulator writes.",
         "",
-        "## 20 goals at 50 Hz (reality `so101-test`, the emulator in the deploy's process)",
+        "## 20 goals at 50 Hz (reality `so101-test`, `simrl deploy --emulate`)",
         "",
         "| figure | value | target |",
         "| --- | --- | --- |",
@@ -169,8 +171,8 @@ def markdown(result: dict[str, Any]) -> str:
         "",
         f"Loop thread scheduling: {result['scheduling']}. Final distances (mm): {', '.join(_fmt(d, 1) for d in main['final_distances_mm'])}.",
         "",
-        "The same with the emulated servos in another process (`simrl emulate` on a pty, `simrl deploy --port PTY",
-        "--calibration FILE`), as real servos answer from their own hardware (5 goals):",
+        "The same arm started by hand, as a user would in a second terminal (`simrl emulate` prints the pty and",
+        "the calibration file; `simrl deploy --port PTY --calibration FILE`), 5 goals:",
         "",
         "| goals | period p99 (ms) | jitter p50 / p99 / max (ms) | read p50 / max (ms) | overruns | stale replies |",
         "| --- | --- | --- | --- | --- | --- |",
