@@ -22,7 +22,6 @@ jitter p99 at 8 µs (experiments/results/deploy_openarm.md).
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, ContextManager, Mapping, Protocol
