@@ -310,7 +310,11 @@ class FeetechBus:
 
         result = scs.COMM_TX_FAIL
         for _ in range(self._retries + 1):
-            out = self._wire(transact)
+            try:
+                out = self._wire(transact)
+            except IndexError:  # the SDK read a valid packet too short for the answer (ping's model number): a stray reply
+                result = scs.COMM_RX_CORRUPT
+                continue
             result = out[-2]
             if result == scs.COMM_SUCCESS:
                 return out
