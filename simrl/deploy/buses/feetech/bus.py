@@ -309,7 +309,9 @@ class FeetechBus:
             return call(port, self._handler, self._ids[i])
 
         result = scs.COMM_TX_FAIL
-        for _ in range(self._retries + 1):
+        for attempt in range(self._retries + 1):
+            if attempt:  # let a late reply to the failed try arrive before the flush, or it answers the next try
+                time.sleep(self._setup_timeout)
             try:
                 out = self._wire(transact)
             except IndexError:  # the SDK read a valid packet too short for the answer (ping's model number): a stray reply
