@@ -38,6 +38,10 @@ T = TypeVar("T")
 
 MODES = {"position": dxl.POSITION_MODE, "current_position": dxl.CURRENT_POSITION_MODE}
 STATE_ADDRESS, STATE_LENGTH = 126, 10  # Present Current/Load (126, 2), Present Velocity (128, 4), Present Position (132, 4)
+# dynamixel_sdk opens the port non-blocking (timeout 0) and polls it in a loop until a reply is whole: at the loop's
+# real-time priority that spin holds a core for a whole reply timeout, starving whatever answers (an emulator in
+# another process, the USB driver's thread). A read that waits up to this for the bytes it asks for sleeps instead.
+READ_WAIT_S = 0.001
 STATUS_OVERHEAD = 11  # header 4, id, length 2, instruction, error, CRC 2 (protocol2.md "Status Packet")
 # What the SDK lets out when the port fails: pyserial's SerialException (an OSError) and termios' own error.
 _WIRE_ERRORS = (OSError, termios.error)
@@ -137,6 +141,7 @@ class DynamixelBus:
             raise BusError(f"cannot open Dynamixel port '{self.port}': {_one_line(exc)}") from exc
         if not opened:
             raise BusError(f"cannot open Dynamixel port '{self.port}' at {self._baud} baud: the SDK does not support that rate")
+        port.ser.timeout = READ_WAIT_S
         self._port = port
         try:
             for i in range(len(self._motors)):

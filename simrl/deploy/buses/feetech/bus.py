@@ -29,7 +29,8 @@ read back in ``enable``/``disable``, cleared when a status reply carries an
 error that the servo's Unloading_Condition says releases its torque.
 
 The SDK's receive loop polls the port without sleeping; this bus waits for
-the first byte of each reply with ``select`` instead, so a 2-core robot computer
+the first byte of each reply with ``select`` and gives the port a read timeout
+(``READ_WAIT_S``) so the SDK's own loops sleep too, so a 2-core robot computer
 keeps a core, and an emulator in the same process gets the interpreter.
 """
 
@@ -61,6 +62,10 @@ from simrl.errors import SimrlError, did_you_mean
 
 RATED_TORQUE_NM = 3.35  # STS3215 at 12 V: ROBOTS.md (TheRobotStudio SO101 MJCF, LeRobot so101)
 STATE_BLOCK = (REGISTERS["Present_Position"].address, 6)  # Present_Position, _Velocity, _Load: 56..61
+# scservo_sdk opens the port non-blocking (timeout 0) and polls it in a loop until a reply is whole: at the loop's
+# real-time priority that spin holds a core for a whole reply timeout, starving whatever answers (an emulator, the
+# USB driver's thread). A read that waits up to this for the bytes it asks for sleeps in select instead.
+READ_WAIT_S = 0.001
 PHASE_MULTI_TURN_BIT = 0x10  # Phase bit 4: angle feedback mode; LeRobot clears it on STS3215 (configure_motors)
 # What pyserial and the OS raise when the port vanishes (a pulled USB adapter, a closed pty).
 _WIRE_ERRORS = (OSError, serial.SerialException, termios.error)
@@ -154,6 +159,7 @@ class FeetechBus:
             raise BusError(f"cannot open Feetech bus port '{self.port_name}': {_one_line(exc)}") from exc
         if not opened:  # scservo_sdk PortHandler.getCFlagBaud: only the rates it lists
             raise BusError(f"cannot open Feetech bus port '{self.port_name}': scservo_sdk does not support {self.baud} baud")
+        port.ser.timeout = READ_WAIT_S
         self._port = port
         try:
             for i in range(len(self._ids)):
