@@ -48,6 +48,13 @@ TARGETS = {"goals": 18, "jitter_p99_ms": 0.5, "overruns": 0}  # the issue's targ
 SERVOS = 6
 
 
+def cpu_times() -> tuple[int, int]:
+    """(steal, total) jiffies of all CPUs so far (/proc/stat): steal is time the hypervisor gave this VM's CPUs to others."""
+    with open("/proc/stat") as stat:
+        fields = [int(v) for v in stat.readline().split()[1:]]
+    return fields[7], sum(fields)
+
+
 def deploy(policy: Path, log: Path, rate: float, goals: int, seed: int, duration: float | None = None, wire: list[str] | None = None) -> dict[str, Any]:
     """One `simrl deploy` run on the emulated arm (``--emulate``, or ``wire``: the flags `simrl emulate` printed); its JSON
     summary whatever it exits with (a fault is a result, not a crash)."""
@@ -57,9 +64,12 @@ def deploy(policy: Path, log: Path, rate: float, goals: int, seed: int, duration
     if duration is not None:
         args += ["--duration", f"{duration:g}"]
     print(f"== simrl {' '.join(args)}", file=sys.stderr, flush=True)
+    steal_before, total_before = cpu_times()
     done = subprocess.run([sys.executable, "-m", "simrl", *args], stdout=subprocess.PIPE, text=True, timeout=600)
+    steal_after, total_after = cpu_times()
     summary = json.loads(done.stdout)
     summary["exit_code"] = done.returncode
+    summary["host_steal_percent"] = round(100 * (steal_after - steal_before) / max(1, total_after - total_before), 1)
     summary["command"] = "simrl " + " ".join(args)
     return summary
 
@@ -100,6 +110,7 @@ def sweep(policy: Path, logdir: Path, rates: list[float]) -> list[dict[str, Any]
                 "obs_to_command_p99_ms": s["obs_to_command_p99_ms"],
                 "reply_timeout_ms": read_log(log)[1]["reply_timeout_s"] * 1000,
                 "stale_replies": s["stale_replies"],
+                "host_steal_percent": s["host_steal_percent"],
             }
         )
     return rows
@@ -166,6 +177,7 @@ def markdown(result: dict[str, Any]) -> str:
         f"| observation + inference + mapping p99 (ms) | {_fmt(main['inference_p99_ms'])} | |",
         f"| safety events | {main['safety_events'] or 'none'} | |",
         f"| stale replies (servo-ticks) | {main['stale_replies']} | |",
+        f"| CPU time the host took from this VM during the run (steal) | {main['host_steal_percent']} % | |",
         f"| stop | {main['stop_reason']}, exit {main['exit_code']}, servos torque off after disable "
         f"{main['final_enabled'].count(False)}/{len(main['final_enabled'])} | |",
         "",
@@ -174,38 +186,43 @@ def markdown(result: dict[str, Any]) -> str:
         "The same arm started by hand, as a user would in a second terminal (`simrl emulate` prints the pty and",
         "the calibration file; `simrl deploy --port PTY --calibration FILE`), 5 goals:",
         "",
-        "| goals | period p99 (ms) | jitter p50 / p99 / max (ms) | read p50 / max (ms) | overruns | stale replies |",
-        "| --- | --- | --- | --- | --- | --- |",
+        "| goals | period p99 (ms) | jitter p50 / p99 / max (ms) | read p50 / max (ms) | overruns | stale replies | steal |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
         f"| {apart['goals_reached']}/{apart['goals_total']} | {_fmt(apart['period_p99_ms'])} | {_fmt(apart.get('jitter_p50_ms'))} / "
         f"{_fmt(apart['jitter_p99_ms'])} / {_fmt(apart['jitter_max_ms'])} | {_fmt(apart['read_p50_ms'])} / {_fmt(apart['read_max_ms'])} "
-        f"| {apart['overruns']} | {apart['stale_replies']} |",
+        f"| {apart['overruns']} | {apart['stale_replies']} | {apart['host_steal_percent']} % |",
         "",
         "## Highest rate without overruns (2 goals x 1 s each)",
         "",
         "At rates above the policy's 50 Hz the policy steps faster than it trained, so only the loop's timing is",
         "measured here, not reaching.",
         "",
-        "| rate (Hz) | stop | policy ticks | overruns | period p50 / p99 (ms) | jitter p99 (ms) | read p50 / max (ms) | obs to command p99 (ms) | reply timeout (ms) | stale replies |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| rate (Hz) | stop | policy ticks | overruns | period p50 / p99 (ms) | jitter p99 (ms) | read p50 / max (ms) | obs to command p99 (ms) | reply timeout (ms) | stale replies | steal |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in result["sweep"]:
         lines.append(
             f"| {r['rate_hz']:g} | {r['stop_reason']} | {r['policy_ticks']} | {r['overruns']} | {_fmt(r['period_p50_ms'])} / {_fmt(r['period_p99_ms'])} "
             f"| {_fmt(r['jitter_p99_ms'])} | {_fmt(r['read_p50_ms'])} / {_fmt(r['read_max_ms'])} | {_fmt(r['obs_to_command_p99_ms'])} "
-            f"| {_fmt(r['reply_timeout_ms'])} | {r['stale_replies']} |"
+            f"| {_fmt(r['reply_timeout_ms'])} | {r['stale_replies']} | {r['host_steal_percent']} % |"
         )
     top = result["max_sustained_rate_hz"]
     lines += [
         "",
         f"Highest rate completed with no overrun and no stale reply: {'none' if top is None else f'{top:g} Hz'}.",
         "",
-        "What limits it is the wire. Each tick reads the state (sync read of Present_Position, _Velocity, _Load: a",
-        f"{8 + SERVOS}-byte request and six 12-byte replies, {wire['read']} bytes) and sends the command (sync write of",
+        "The wire alone would allow more. Each tick reads the state (sync read of Present_Position, _Velocity, _Load:",
+        f"a {8 + SERVOS}-byte request and six 12-byte replies, {wire['read']} bytes) and sends the command (sync write of",
         f"Goal_Position, {8 + 3 * SERVOS} bytes) followed by a second state read: {wire['tick']} bytes, {wire['tick'] * 10 / 1000:.2f} ms",
-        "of a 1 Mbaud line at 10 bits a byte, before the servos' Return_Delay_Time (0) and the USB adapter's latency,",
-        "which the pty does not model. A bus that only wrote goals and read positions (2 bytes each) would need about",
-        "10 bytes per servo each way, as the issue estimates. The reply timeout is capped at 40 % of the period, so",
-        "above a few hundred Hz a read's replies cannot all arrive in time and servos read as silent.",
+        "of a 1 Mbaud line at 10 bits a byte (the pty paces every byte so), before the servos' Return_Delay_Time (0)",
+        "and a USB adapter's latency, which the pty does not model. With the loop's own work (the read p50 above plus",
+        "inference) a tick needs about 4 ms, so the wire and the loop would carry about 250 Hz. What stops the sweep",
+        "earlier is the late reply: the reply timeout is 40 % of the period, and a read that misses it waits the",
+        "whole timeout, twice a tick, so at 100 Hz one late reply makes an overrun. Replies come late when the",
+        "emulator's Python threads (the pty pacing, the physics clock) or the loop do not get a CPU in time on this",
+        "shared 2-core virtual machine (the steal column: time the host gave these CPUs to other machines). A bus",
+        "that only wrote goals and read positions (2 bytes each) would need about 10 bytes per servo each way, as",
+        "the issue estimates; this one also reads velocity and load, which the observation and the log use.",
         "",
         "## The reality the emulated arm had (`Reality.describe()`)",
         "",

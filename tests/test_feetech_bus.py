@@ -12,7 +12,7 @@ from simrl.deploy.buses.base import BusError, MotorCommand
 from simrl.deploy.buses.feetech.bus import FeetechBus
 from simrl.deploy.buses.feetech.protocol import RAD_PER_TICK, REGISTERS, PacketStream, packet_bytes
 from simrl.deploy.emulation.feetech_firmware import FeetechFirmware
-from simrl.deploy.emulation.serial_link import PtySerialLink
+from simrl.deploy.emulation.serial_link import PtySerialLink, Reply
 from simrl.deploy.emulation.reality import RealityPlant
 from simrl.deploy.servo_calibration import MotorCalibration
 from simrl.errors import SimrlError
@@ -93,6 +93,32 @@ def test_wrong_model_number_names_the_motor_and_id(plant: RealityPlant, names: l
 def test_missing_id_names_the_motor_and_id(link: PtySerialLink, names: list[str]) -> None:
     with pytest.raises(BusError, match=r"ping: motor 'gripper' \(id 9\) did not answer"):
         make_bus(names, link.port, (1, 2, 3, 4, 5, 9), retries=0).open()
+
+
+class StrayReplyOnce:
+    """Answers the first READ of Model_Number (address 3, 2 bytes) with an empty status packet, as a late reply to
+    an earlier ping would arrive; everything else goes to ``inner``."""
+
+    def __init__(self, inner: FeetechFirmware) -> None:
+        self.inner, self.sent = inner, False
+
+    def receive(self, data: bytes) -> list[Reply]:
+        replies = self.inner.receive(data)
+        if not self.sent and data[4:7] == bytes([0x02, 3, 2]):  # FF FF id len READ addr size
+            self.sent = True
+            return [Reply(packet_bytes(data[2], 0))]
+        return replies
+
+    def baud(self) -> int:
+        return self.inner.baud()
+
+
+def test_a_stray_reply_during_the_ping_is_retried_not_raised(firmware: FeetechFirmware, names: list[str]) -> None:
+    # scservo_sdk's ping reads the model number and indexes a reply with no data (IndexError) instead of failing the try
+    with PtySerialLink(StrayReplyOnce(firmware)) as link:
+        bus = make_bus(names, link.port, retries=1)
+        bus.open()
+        bus.close()
 
 
 def test_bad_configuration_is_refused_before_any_wire(names: list[str]) -> None:

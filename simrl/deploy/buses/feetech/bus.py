@@ -309,8 +309,14 @@ class FeetechBus:
             return call(port, self._handler, self._ids[i])
 
         result = scs.COMM_TX_FAIL
-        for _ in range(self._retries + 1):
-            out = self._wire(transact)
+        for attempt in range(self._retries + 1):
+            if attempt:  # let a late reply to the failed try arrive before the flush, or it answers the next try
+                time.sleep(self._setup_timeout)
+            try:
+                out = self._wire(transact)
+            except IndexError:  # the SDK read a valid packet too short for the answer (ping's model number): a stray reply
+                result = scs.COMM_RX_CORRUPT
+                continue
             result = out[-2]
             if result == scs.COMM_SUCCESS:
                 return out
