@@ -50,6 +50,9 @@ motors:
 """
 
 
+# Slow, and known flaky: in a fresh clone the emulator child answers the first setup read late
+# ("read of 20 bytes at 36 refused ()" from one servo at enable); in a warm checkout it passes. Open in issue 16's note.
+@pytest.mark.slow
 def test_a_dynamixel_arm_deploys_on_its_emulated_servos_over_a_pty(tmp_path: Path) -> None:
     so101 = load_robot("so101")
     config = tmp_path / "dynamixel.yaml"
@@ -63,7 +66,8 @@ def test_a_dynamixel_arm_deploys_on_its_emulated_servos_over_a_pty(tmp_path: Pat
         duration=0.1, emulate=True, overrides=FAST, log=tmp_path / "log.npz",
     )
     summary = run_deploy(request, prepare(request), StopRequest())
-    assert summary.stop_reason == "completed" and summary.stale_replies == 0 and summary.final_enabled == [False] * 6
+    assert summary.stop_reason == "completed", summary.detail
+    assert summary.stale_replies == 0 and summary.final_enabled == [False] * 6
 
 
 def test_an_emulated_arm_that_cannot_start_in_its_own_process_says_why(tmp_path: Path) -> None:
