@@ -50,9 +50,6 @@ motors:
 """
 
 
-# Slow, and known flaky: in a fresh clone the emulator child answers the first setup read late
-# ("read of 20 bytes at 36 refused ()" from one servo at enable); in a warm checkout it passes. Open in issue 16's note.
-@pytest.mark.slow
 def test_a_dynamixel_arm_deploys_on_its_emulated_servos_over_a_pty(tmp_path: Path) -> None:
     so101 = load_robot("so101")
     config = tmp_path / "dynamixel.yaml"

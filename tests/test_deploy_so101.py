@@ -219,9 +219,6 @@ def so101_request(tmp_path: Path, so101: Robot, ticks: int, **fields: Any) -> De
     return DeployRequest(robot="so101", policy=policy, goals=GoalSpec(random=1, seed=0), duration=ticks * 0.02, overrides=overrides, **fields)
 
 
-# Slow, and known flaky: in a fresh clone the emulator child answers late and the final torque-off goes
-# unconfirmed (final_enabled None); in a warm checkout it passes. Open in issue 16's note.
-@pytest.mark.slow
 def test_deploy_emulate_drives_the_so101_through_its_calibration_file_and_leaves_it_resting(tmp_path: Path, so101: Robot) -> None:
     path = tmp_path / "log.npz"
     result = run_simrl("deploy", "--robot", "so101", "--policy", str(write_policy(tmp_path / "policy.onnx", so101, 0.0)), "--emulate",
