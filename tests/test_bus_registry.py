@@ -54,7 +54,7 @@ def test_a_dynamixel_arm_deploys_on_its_emulated_servos_over_a_pty(tmp_path: Pat
     so101 = load_robot("so101")
     config = tmp_path / "dynamixel.yaml"
     config.write_text(DYNAMIXEL_SO101.replace("model: xl330-m288}\n", "model: xl330-m2888}\n", 1))
-    with pytest.raises(SimrlError, match=r"field 'motors.2.model' = 'xl330-m2888': unknown servo model \(did you mean 'xl330-m288'\?\); allowed: xl430-w250"):
+    with pytest.raises(SimrlError, match=r"field 'motors.2.model' = 'xl330-m2888': unknown model \(did you mean 'xl330-m288'\?\); allowed: xl430-w250"):
         load_deploy_config(so101, config)
     config.write_text(DYNAMIXEL_SO101)
     assert isinstance(make_bus(load_deploy_config(so101, config)), DynamixelBus)

@@ -131,7 +131,7 @@ def test_the_cli_refuses_a_mismatched_policy_before_touching_a_bus(tmp_path: Pat
     ("edit", "message"),
     [
         (("max_step_rad:", "max_stepp_rad:"), "unknown field 'safety.max_stepp_rad'; did you mean 'max_step_rad'?"),
-        (("model: DM4340", "model: DM434"), "field 'motors.2.model' = 'DM434': unknown motor model (did you mean 'DM4340'?); allowed: DM4310, DM4340, DM8009"),
+        (("model: DM4340", "model: DM434"), "field 'motors.2.model' = 'DM434': unknown model (did you mean 'DM4340'?); allowed: DM4310, DM4340, DM8009"),
         (("joint: joint4,", "joint: jiont4,"), "field 'motors.3.joint' = 'jiont4' is not an actuated joint of openarm; did you mean 'joint4'?"),
         (("joint6: [-0.7854, 0.7854]", "joint6: [-0.7854, 0.9]"), "field 'joint_limits.joint6' = [-0.7854, 0.9] is outside the joint's range; allowed: within [-0.7854, 0.7854]"),
         (("kp: 230", "kp: 900"), "field 'motors.0.kp' = 900: Input should be less than or equal to 500"),

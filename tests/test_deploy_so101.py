@@ -106,7 +106,7 @@ def config_error(so101: Robot, path: Path | None = None, **overrides: Any) -> st
 
 def test_config_errors_name_file_field_value_and_what_is_allowed(tmp_path: Path, so101: Robot, hand_file: Path) -> None:
     path = edited_config(tmp_path, "id: 3, model: sts3215", "id: 3, model: sts3251")
-    assert config_error(so101, path) == f"{path}: field 'motors.2.model' = 'sts3251': unknown servo model (did you mean 'sts3215'?); allowed: sts3215"
+    assert config_error(so101, path) == f"{path}: field 'motors.2.model' = 'sts3251': unknown model (did you mean 'sts3215'?); allowed: sts3215"
     path = edited_config(tmp_path, "id: 4,", "id: 3,")
     assert config_error(so101, path) == f"{path}: field 'motors.3.id' = 3 repeats motors.2; allowed: one motor per id"
     path = edited_config(tmp_path, "id: 6,", "id: 254,")

@@ -18,12 +18,13 @@ import abc
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Mapping, Protocol, Sequence
 
 import numpy as np
 import pydantic
 
 from simrl.config import StrictModel
+from simrl.errors import did_you_mean
 
 if TYPE_CHECKING:
     from simrl.deploy.buses.base import MotorBus
@@ -73,6 +74,15 @@ class MotorSettings(StrictModel):
 
     # Fields that name one motor on the wire besides ``joint`` (Damiao: can_id): the config refuses repeats.
     unique_fields: ClassVar[tuple[str, ...]] = ()
+    # The family's models by name, for a ``model`` field of its own: a name outside them is refused with the list.
+    known_models: ClassVar[Mapping[str, Any]] = {}
+
+    @pydantic.field_validator("model", check_fields=False)
+    @classmethod
+    def _known_model(cls, model: str) -> str:
+        if model not in cls.known_models:
+            raise ValueError(f"unknown model{did_you_mean(model, cls.known_models)}; allowed: {', '.join(cls.known_models)}")
+        return model
 
     @abc.abstractmethod  # pydantic's model metaclass is an ABCMeta: a family that forgets it cannot be instantiated
     def impedance(self) -> Impedance:

@@ -8,7 +8,6 @@ import pydantic
 
 from simrl.deploy.buses.damiao.protocol import DAMIAO_LIMITS, MAX_STD_ID, DamiaoMotor
 from simrl.deploy.buses.settings import BusKind, BusSettings, Impedance, MotorSettings
-from simrl.errors import did_you_mean
 
 if TYPE_CHECKING:
     from simrl.deploy.buses.damiao.bus import DamiaoBus
@@ -45,13 +44,7 @@ class DamiaoMotorSettings(MotorSettings):
     kd: float = pydantic.Field(ge=0, le=5, description="N·m·s/rad (Damiao MIT range 0..5)")
 
     unique_fields = ("can_id",)
-
-    @pydantic.field_validator("model")
-    @classmethod
-    def _known_model(cls, model: str) -> str:
-        if model not in DAMIAO_LIMITS:
-            raise ValueError(f"unknown motor model{did_you_mean(model, DAMIAO_LIMITS)}; allowed: {', '.join(DAMIAO_LIMITS)}")
-        return model
+    known_models = DAMIAO_LIMITS
 
     def impedance(self) -> Impedance:
         """The MIT gains of the file; kd up to the model's MIT kd range."""

@@ -13,7 +13,6 @@ import pydantic
 
 from simrl.deploy.buses.dynamixel.protocol import MAX_ID, MODELS
 from simrl.deploy.buses.settings import BusKind, BusSettings, Impedance, MotorSettings
-from simrl.errors import did_you_mean
 
 if TYPE_CHECKING:
     from simrl.deploy.buses.dynamixel.bus import DynamixelBus
@@ -38,13 +37,7 @@ class DynamixelMotorSettings(MotorSettings):
     model: str
 
     unique_fields = ("id",)
-
-    @pydantic.field_validator("model")
-    @classmethod
-    def _known_model(cls, model: str) -> str:
-        if model not in MODELS:
-            raise ValueError(f"unknown servo model{did_you_mean(model, MODELS)}; allowed: {', '.join(MODELS)}")
-        return model
+    known_models = MODELS
 
     def impedance(self) -> Impedance:
         """None: the servo closes its own loop with the gains in its control table."""

@@ -22,7 +22,7 @@ import pydantic
 
 from simrl.deploy.buses.feetech.protocol import BAUD_RATES, MAX_ID, STS3215_MODEL
 from simrl.deploy.buses.settings import BusKind, BusSettings, Impedance, MotorSettings
-from simrl.errors import SimrlError, did_you_mean
+from simrl.errors import SimrlError
 
 if TYPE_CHECKING:
     from simrl.deploy.buses.feetech.bus import FeetechBus
@@ -100,13 +100,7 @@ class FeetechMotorSettings(MotorSettings):
     torque_limit: int | None = pydantic.Field(None, ge=0, le=1000, description="Torque_Limit per mille of the rated torque; none: all of it")
 
     unique_fields = ("id",)
-
-    @pydantic.field_validator("model")
-    @classmethod
-    def _known_model(cls, model: str) -> str:
-        if model not in MODELS:
-            raise ValueError(f"unknown servo model{did_you_mean(model, MODELS)}; allowed: {', '.join(MODELS)}")
-        return model
+    known_models = MODELS
 
     @pydantic.model_validator(mode="after")
     def _calibrated_by_the_file(self) -> "FeetechMotorSettings":
