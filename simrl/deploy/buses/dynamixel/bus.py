@@ -21,8 +21,6 @@ Error Status to report ``enabled`` False and the fault's reason.
 
 from __future__ import annotations
 
-import select
-import termios
 import time
 from dataclasses import dataclass
 from typing import Callable, Sequence, TypeVar
@@ -32,19 +30,14 @@ import numpy as np
 
 from simrl.deploy.buses.base import BusError, MotorCommand, MotorReadings
 from simrl.deploy.buses.dynamixel import protocol as dxl
+from simrl.deploy.buses.serial_port import WIRE_ERRORS, one_line, sleep_in_reads, wait_readable
 from simrl.errors import SimrlError, did_you_mean
 
 T = TypeVar("T")
 
 MODES = {"position": dxl.POSITION_MODE, "current_position": dxl.CURRENT_POSITION_MODE}
 STATE_ADDRESS, STATE_LENGTH = 126, 10  # Present Current/Load (126, 2), Present Velocity (128, 4), Present Position (132, 4)
-# dynamixel_sdk opens the port non-blocking (timeout 0) and polls it in a loop until a reply is whole: at the loop's
-# real-time priority that spin holds a core for a whole reply timeout, starving whatever answers (an emulator in
-# another process, the USB driver's thread). A read that waits up to this for the bytes it asks for sleeps instead.
-READ_WAIT_S = 0.001
 STATUS_OVERHEAD = 11  # header 4, id, length 2, instruction, error, CRC 2 (protocol2.md "Status Packet")
-# What the SDK lets out when the port fails: pyserial's SerialException (an OSError) and termios' own error.
-_WIRE_ERRORS = (OSError, termios.error)
 
 
 class DynamixelConfigError(SimrlError):
@@ -71,11 +64,6 @@ class DynamixelMotor:
     @property
     def spec(self) -> dxl.ServoModel:
         return dxl.MODELS[self.model]
-
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
 
 
 class DynamixelBus:
@@ -137,11 +125,11 @@ class DynamixelBus:
         port = sdk.PortHandler(self.port)
         try:
             opened = port.setBaudRate(self._baud)  # opens the serial device at this rate
-        except _WIRE_ERRORS as exc:
-            raise BusError(f"cannot open Dynamixel port '{self.port}': {_one_line(exc)}") from exc
+        except WIRE_ERRORS as exc:
+            raise BusError(f"cannot open Dynamixel port '{self.port}': {one_line(exc)}") from exc
         if not opened:
             raise BusError(f"cannot open Dynamixel port '{self.port}' at {self._baud} baud: the SDK does not support that rate")
-        port.ser.timeout = READ_WAIT_S
+        sleep_in_reads(port)
         self._port = port
         try:
             for i in range(len(self._motors)):
@@ -267,7 +255,7 @@ class DynamixelBus:
         if port is not None and port.is_open:
             try:
                 port.closePort()
-            except _WIRE_ERRORS:
+            except WIRE_ERRORS:
                 pass
 
     def __enter__(self) -> "DynamixelBus":
@@ -293,9 +281,9 @@ class DynamixelBus:
         port = self._require_port()
         try:
             return call()
-        except _WIRE_ERRORS as exc:
+        except WIRE_ERRORS as exc:
             port.is_using = False  # the SDK sets it around each packet and would report "port busy" from now on
-            raise BusError(f"Dynamixel {what} on '{self.port}' failed: {_one_line(exc)}") from exc
+            raise BusError(f"Dynamixel {what} on '{self.port}' failed: {one_line(exc)}") from exc
 
     def _wait_readable(self, port: sdk.PortHandler, deadline: float) -> bool:
         """Block (without spinning) until reply bytes are waiting or ``deadline`` passes.
@@ -308,11 +296,7 @@ class DynamixelBus:
         """
         if self._io("poll", port.getBytesAvailable):
             return True  # even past the deadline: a reply already here is taken
-        left = deadline - time.monotonic()
-        if left <= 0:
-            return False
-        ready, _, _ = self._io("wait", lambda: select.select([port.ser.fileno()], [], [], left))
-        return bool(ready)
+        return self._io("wait", lambda: wait_readable(port, deadline))
 
     def _send(self, group: sdk.GroupSyncWrite, item: str) -> None:
         result = self._io(f"sync write of {item}", group.txPacket)

@@ -30,20 +30,17 @@ error that the servo's Unloading_Condition says releases its torque.
 
 The SDK's receive loop polls the port without sleeping; this bus waits for
 the first byte of each reply with ``select`` and gives the port a read timeout
-(``READ_WAIT_S``) so the SDK's own loops sleep too, so a 2-core robot computer
+(``serial_port.py``) so the SDK's own loops sleep too, so a 2-core robot computer
 keeps a core, and an emulator in the same process gets the interpreter.
 """
 
 from __future__ import annotations
 
-import select
-import termios
 import time
 from typing import Callable, Mapping, Sequence, TypeVar
 
 import numpy as np
 import scservo_sdk as scs
-import serial
 
 from simrl.deploy.buses.base import BusError, MotorCommand, MotorReadings
 from simrl.deploy.buses.feetech.protocol import (
@@ -57,18 +54,13 @@ from simrl.deploy.buses.feetech.protocol import (
     describe_error,
     ticks_to_radians,
 )
+from simrl.deploy.buses.serial_port import WIRE_ERRORS, one_line, sleep_in_reads, wait_readable
 from simrl.deploy.servo_calibration import MotorCalibration
 from simrl.errors import SimrlError, did_you_mean
 
 RATED_TORQUE_NM = 3.35  # STS3215 at 12 V: ROBOTS.md (TheRobotStudio SO101 MJCF, LeRobot so101)
 STATE_BLOCK = (REGISTERS["Present_Position"].address, 6)  # Present_Position, _Velocity, _Load: 56..61
-# scservo_sdk opens the port non-blocking (timeout 0) and polls it in a loop until a reply is whole: at the loop's
-# real-time priority that spin holds a core for a whole reply timeout, starving whatever answers (an emulator, the
-# USB driver's thread). A read that waits up to this for the bytes it asks for sleeps in select instead.
-READ_WAIT_S = 0.001
 PHASE_MULTI_TURN_BIT = 0x10  # Phase bit 4: angle feedback mode; LeRobot clears it on STS3215 (configure_motors)
-# What pyserial and the OS raise when the port vanishes (a pulled USB adapter, a closed pty).
-_WIRE_ERRORS = (OSError, serial.SerialException, termios.error)
 T = TypeVar("T")
 
 
@@ -155,11 +147,11 @@ class FeetechBus:
         port.baudrate = self.baud
         try:
             opened = port.openPort()
-        except _WIRE_ERRORS as exc:
-            raise BusError(f"cannot open Feetech bus port '{self.port_name}': {_one_line(exc)}") from exc
+        except WIRE_ERRORS as exc:
+            raise BusError(f"cannot open Feetech bus port '{self.port_name}': {one_line(exc)}") from exc
         if not opened:  # scservo_sdk PortHandler.getCFlagBaud: only the rates it lists
             raise BusError(f"cannot open Feetech bus port '{self.port_name}': scservo_sdk does not support {self.baud} baud")
-        port.ser.timeout = READ_WAIT_S
+        sleep_in_reads(port)
         self._port = port
         try:
             for i in range(len(self._ids)):
@@ -246,7 +238,7 @@ class FeetechBus:
         if self._port is not None:
             try:
                 self._port.closePort()
-            except _WIRE_ERRORS:
+            except WIRE_ERRORS:
                 pass  # the port is already gone
         self._port = None
 
@@ -301,8 +293,8 @@ class FeetechBus:
         port = self._require_port()
         try:
             return call()
-        except _WIRE_ERRORS as exc:
-            raise BusError(f"Feetech bus on '{self.port_name}' failed: {_one_line(exc)}") from exc
+        except WIRE_ERRORS as exc:
+            raise BusError(f"Feetech bus on '{self.port_name}' failed: {one_line(exc)}") from exc
         finally:
             port.is_using = False  # the SDK leaves it set when a transaction stops half way
 
@@ -408,8 +400,7 @@ class FeetechBus:
             port.setPacketTimeoutMillis(timeout * 1000)
             replies: dict[int, tuple[int, bytes]] = {}
             while len(replies) < len(self._ids):
-                left = deadline - time.monotonic()
-                if left <= 0 or not select.select([port.ser.fileno()], [], [], left)[0]:
+                if not wait_readable(port, deadline):
                     break
                 packet, result = self._handler.rxPacket(port)
                 i = index.get(packet[2]) if result == scs.COMM_SUCCESS else None
@@ -453,11 +444,3 @@ def _check_motors(names: Sequence[str], ids: Sequence[int]) -> None:
     for name, servo_id in zip(names, ids):
         if not 0 <= servo_id <= scs.MAX_ID:  # scservo_def.py MAX_ID 252
             raise SimrlError(f"motor '{name}': id {servo_id}; allowed: 0..{scs.MAX_ID}")
-
-
-
-def _one_line(exc: BaseException) -> str:
-    if isinstance(exc, termios.error) and len(exc.args) == 2:  # termios.error is no OSError: (errno, text)
-        return f"[Errno {exc.args[0]}] {exc.args[1]}"
-    text = " ".join(str(exc).split())
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
