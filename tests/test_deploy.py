@@ -494,12 +494,13 @@ def test_each_tick_reads_then_sends_the_command_computed_from_that_reading_withi
     assert figures["obs_to_command_p50_ms"] == figures["obs_to_command_max_ms"] == pytest.approx(INFERENCE_S * 1000)
 
 
-def test_a_v3_log_carries_the_read_and_command_times_the_decoded_motor_state_and_says_its_timing(tmp_path: Path, openarm: Robot) -> None:
+def test_a_v4_log_carries_the_read_and_command_times_the_decoded_motor_state_and_says_its_timing(tmp_path: Path, openarm: Robot) -> None:
     plan = prepare(fast_request(write_policy(tmp_path / "policy.onnx", openarm, 0.1), ticks=6))
     _, _, log = sim_run(plan)
     log.write(tmp_path / "log.npz")
     arrays, meta = read_log(tmp_path / "log.npz")
-    assert FORMAT_VERSION == 3 and meta["format_version"] == 3 and meta["timing"] == "read-compute-send"
+    assert FORMAT_VERSION == 4 and meta["format_version"] == 4 and meta["timing"] == "read-compute-send"
+    assert meta["control_law"] == {f"joint{i}": "impedance" for i in range(1, 8)} | {"finger_joint1": "impedance"}  # Damiao: MIT law
     assert meta["phases"] == {"home": 0, "policy": 1, "shutdown": 2, "excite": 3}
     times = ("t_deadline", "t_read_send", "t_read", "t_inference", "t_command", "t_done")
     assert set(times) <= set(arrays) and "t_send" not in arrays

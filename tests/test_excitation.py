@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from simrl.deploy.excitation import KP_LEVELS, LIMIT_MARGIN, SIGNALS, STEP_SHARE, VELOCITY_SHARE, ExcitationRequest, Schedule
+from simrl.deploy.excitation import KP_LEVELS, LIMIT_MARGIN, SIGNALS, STEP_SHARE, VELOCITY_SHARE, ArmSetup, ExcitationRequest, Schedule, design
 from simrl.deploy.log import PHASE_EXCITE, read_log
 from simrl.deploy.session import DeployRequest, Plan, prepare
 from simrl.errors import SimrlError
@@ -140,7 +141,7 @@ def test_deploy_excite_on_the_emulated_arm_logs_the_levels_and_the_motion(tmp_pa
     assert summary["stop_reason"] == "completed" and summary["policy"] is None and summary["excitation"].startswith("mixed on joint1")
     assert summary["obs_to_command_p50_ms"] < 0.25 * 20  # the command leaves right after the reading, not a period later
     arrays, meta = read_log(path)
-    assert meta["format_version"] == 3 and meta["excitation"]["signal"] == "mixed" and meta["reality"]["reality"] == "openarm-sysid"
+    assert meta["format_version"] == 4 and meta["excitation"]["signal"] == "mixed" and meta["reality"]["reality"] == "openarm-sysid"
     assert meta["excitation"]["groups"] == [[joint] for joint in ARM] and meta["excitation"]["seed"] == 0
     excite = arrays["phase"] == PHASE_EXCITE
     assert excite.sum() == meta["excitation"]["ticks"] == summary["excite_ticks"]
@@ -157,3 +158,53 @@ def test_deploy_excite_on_the_emulated_arm_logs_the_levels_and_the_motion(tmp_pa
         # It moved when excited, not just through the other joints' coupling (measured 4.5x-10x here).
         assert velocity[own[:, motor], motor].mean() > 2 * velocity[~own[:, motor], motor].mean(), joint
     assert np.ptp(arrays["position"][excite, 7]) < 1e-3  # the gripper held
+
+
+SO101_ARM = ["shoulder_pan", "shoulder_lift", "elbow_flex", "wrist_flex", "wrist_roll"]
+
+
+def so101_setup() -> ArmSetup:
+    """The SO-101's deploy/so101.yaml as the schedule sees it (home and limits from the file and robot.yaml)."""
+    plan = prepare(DeployRequest(robot="so101", excitation=ExcitationRequest(), emulate=True))  # --emulate: no calibration file needed to plan
+    config = plan.config
+    return ArmSetup(
+        joints=tuple(m.joint for m in config.motors), arm_joints=tuple(SO101_ARM), home=plan.schedule.position[0],  # type: ignore[union-attr]
+        limits=np.array([config.joint_limits[m.joint] for m in config.motors]), kp=np.zeros(6), kd=np.zeros(6), kd_max=np.zeros(6),
+        laws=("servo",) * 6, period=config.period, max_step=config.safety.max_step_rad, max_velocity=config.safety.max_velocity_rad_s,
+    )
+
+
+def test_a_servo_arm_plays_the_same_signals_at_one_gain_level_its_own() -> None:
+    """The SO-101's servos take no gains with a goal (P/D sit in EEPROM): the schedule sends the config's 0, 0 on every
+    tick, says each excited joint runs its own loop, and is otherwise the schedule an MIT arm with these limits gets."""
+    servo = so101_setup()
+    request = ExcitationRequest(signal="mixed", duration=30.0)
+    schedule = design(request, servo)
+    assert not schedule.kp.any() and not schedule.kd.any()
+    d = schedule.description
+    assert d["control_law"] == {joint: "servo" for joint in SO101_ARM} and d["kp_levels"] == {} and d["kd_levels"] == {}
+    assert {(p["kp_level"], p["kd_level"]) for p in d["pieces"]} == {(0, 0)}  # one level: the servo's own
+    assert schedule.summary().endswith("seed 0, the servos' own gains (one level)")
+    mit = design(request, dataclasses.replace(servo, kp=np.full(6, 998.0), kd=np.full(6, 2.73), kd_max=np.full(6, 5.0), laws=("impedance",) * 6))
+    np.testing.assert_array_equal(schedule.position, mit.position)  # same signals, order, limits and holds
+    np.testing.assert_array_equal(schedule.group, mit.group)
+    assert [p["kind"] for p in d["pieces"]] == [p["kind"] for p in mit.description["pieces"]]
+    assert mit.summary().endswith("kp x{1, 0.6}, kd x{1, 2}") and {(p["kp_level"], p["kd_level"]) for p in mit.description["pieces"]} == {
+        (0, 0), (1, 0), (0, 1), (1, 1)
+    }
+
+
+def test_deploy_excite_on_the_emulated_so101_logs_the_servo_law_and_no_gains(tmp_path: Path) -> None:
+    """`simrl deploy --robot so101 --excite` was refused (kd 0); it now runs on the Feetech emulator behind a pty."""
+    path = tmp_path / "so101.npz"
+    result = run_simrl("deploy", "--robot", "so101", "--excite", "mixed", "--duration", "3", "--emulate", "--log", str(path), "--json", timeout=120)
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["stop_reason"] == "completed" and summary["excitation"].endswith("the servos' own gains (one level)")
+    arrays, meta = read_log(path)
+    assert meta["format_version"] == 4 and meta["control_law"] == {joint: "servo" for joint in SO101_ARM + ["gripper"]}
+    assert meta["excitation"]["control_law"] == {joint: "servo" for joint in SO101_ARM}
+    excite = arrays["phase"] == PHASE_EXCITE
+    assert excite.sum() == meta["excitation"]["ticks"] and not arrays["command_kp"][excite].any() and not arrays["command_kd"][excite].any()
+    for motor, joint in enumerate(SO101_ARM):
+        assert np.ptp(arrays["position"][excite, motor]) > 0.02, joint  # each joint moved under its own loop

@@ -17,6 +17,15 @@ damping: at one kd only their sum is identifiable, at two it splits (same for
 kp and a torque-constant error). The levels (kp ×1 / ×0.6, kd ×1 / ×2 of the
 config's gains) come in the order (1, 1), (0.6, 1), (1, 2), (0.6, 2).
 
+A position servo (control law ``servo``: Feetech, Dynamixel) takes no gains
+with its goal: its loop runs on P and D in its control table, which sit in
+EEPROM and must not be rewritten every tick. Its joints get one gain level, the
+servo's own, in all four pieces (the schedule's kp and kd stay the config's 0,
+as the bridge sends them); the signals, the joint order, the limits and the
+holds are the same. With one level the servo's own damping and the joint's
+are told apart only by the torque cap the servo hits while it moves fast,
+where its damping term is cut and the joint's is not.
+
 ``mixed`` (the default) gives each of those four pieces a job:
 
 - slow triangle ramps with reversals (one slow cycle, two faster ones):
@@ -49,6 +58,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from simrl.deploy.buses.settings import IMPEDANCE, SERVO
 from simrl.errors import SimrlError, did_you_mean
 
 SIGNALS = ("mixed", "chirp", "multisine", "steps", "ramps")
@@ -88,6 +98,7 @@ class ArmSetup:
     kp: np.ndarray
     kd: np.ndarray
     kd_max: np.ndarray  # each motor's kd range (Damiao MIT: 0..5)
+    laws: tuple[str, ...]  # each motor's control law (``IMPEDANCE`` or ``SERVO``, simrl.deploy.buses.settings)
     period: float
     max_step: float
     max_velocity: float
@@ -108,11 +119,14 @@ class Schedule:
         return int(self.position.shape[0])
 
     def summary(self) -> str:
-        """One line for the run summary."""
+        """One line for the run summary: what played where, and at which gains."""
         d = self.description
+        laws = set(d["control_law"].values())
+        gains = [f"kp x{{{', '.join(f'{v:g}' for v in KP_LEVELS)}}}, kd x{{{', '.join(f'{v:g}' for v in KD_LEVELS)}}}"] if IMPEDANCE in laws else []
+        gains += ["the servos' own gains (one level)"] if SERVO in laws else []
         return (
             f"{d['signal']} on {', '.join(d['joints'])} ({len(d['groups'])} groups, one at a time), {d['duration_s']:g} s, "
-            f"seed {d['seed']}, kp x{{{', '.join(f'{v:g}' for v in KP_LEVELS)}}}, kd x{{{', '.join(f'{v:g}' for v in KD_LEVELS)}}}"
+            f"seed {d['seed']}, {'; '.join(gains)}"
         )
 
 
@@ -129,6 +143,7 @@ def design(request: ExcitationRequest, arm: ArmSetup) -> Schedule:
     amplitude = DEFAULT_AMPLITUDE if request.amplitude is None else request.amplitude
     kp_levels = np.outer(KP_LEVELS, arm.kp)  # (2, n)
     kd_levels = np.stack([arm.kd, _second_kd(arm.kd, arm.kd_max)])
+    own_loop = np.array([law == SERVO for law in arm.laws])  # one gain level: the servo's own (level 0)
     v_cap = min(STEP_SHARE * arm.max_step / arm.period, VELOCITY_SHARE * arm.max_velocity)
     up = np.clip(arm.limits[:, 1] - LIMIT_MARGIN - arm.home, 0.0, amplitude)
     down = np.clip(arm.home - arm.limits[:, 0] - LIMIT_MARGIN, 0.0, amplitude)
@@ -139,7 +154,8 @@ def design(request: ExcitationRequest, arm: ArmSetup) -> Schedule:
     pieces_described = []
     for g, members in enumerate(groups):
         start = len(rows)
-        for kind, fraction_start, fraction_end, scale, (kp_level, kd_level) in _pieces(request.signal):
+        for kind, fraction_start, fraction_end, scale, levels in _pieces(request.signal):
+            kp_level, kd_level = (0, 0) if own_loop[members].all() else levels
             ticks = round(per_group * fraction_end) - round(per_group * fraction_start)
             unit = _window(_SHAPES[kind](ticks, arm.period, rng)) * scale
             offsets = np.zeros((ticks, n))
@@ -170,8 +186,10 @@ def design(request: ExcitationRequest, arm: ArmSetup) -> Schedule:
             "duration_s": _r(len(rows) * arm.period),
             "seed": request.seed,
             "ticks": len(rows),
-            "kp_levels": {arm.joints[j]: [_r(v) for v in kp_levels[:, j]] for m in groups for j in m},  # N·m/rad, level 0 nominal
-            "kd_levels": {arm.joints[j]: [_r(v) for v in kd_levels[:, j]] for m in groups for j in m},  # N·m·s/rad
+            "control_law": {arm.joints[j]: arm.laws[j] for m in groups for j in m},
+            # N·m/rad and N·m·s/rad, level 0 nominal; a servo's joint has none (its one level is its own loop)
+            "kp_levels": {arm.joints[j]: [_r(v) for v in kp_levels[:, j]] for m in groups for j in m if not own_loop[j]},
+            "kd_levels": {arm.joints[j]: [_r(v) for v in kd_levels[:, j]] for m in groups for j in m if not own_loop[j]},
             "limit_margin_rad": LIMIT_MARGIN,
             "max_target_speed_rad_s": _r(v_cap),
             "pieces": pieces_described,
@@ -201,7 +219,7 @@ def _check(request: ExcitationRequest, arm: ArmSetup) -> tuple[str, ...]:
         raise SimrlError(f"--duration = {request.duration:g}: allowed: seconds above 0")
     for joint in joints:
         i = arm.joints.index(joint)
-        if arm.kd[i] == 0:
+        if arm.laws[i] != SERVO and arm.kd[i] == 0:
             raise SimrlError(f"motor '{joint}' has kd 0: an excitation varies kd about the config's value; allowed: a kd above 0")
     return tuple(joints)
 

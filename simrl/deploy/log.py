@@ -6,7 +6,8 @@ freshness, each motor's decoded state, overruns, safety codes, goal index;
 since format version 2 each row's command was computed from that row's reading
 and left at ``t_command``; version 3 logs each motor's state as ``enabled`` and
 ``fault`` (the reason the bus decoded) instead of a vendor's status code, and
-each command's ``effort``)
+each command's ``effort``; version 4 says in ``meta.control_law`` which law
+moved each motor: the commanded gains, or a servo's own loop)
 together with what it needs to interpret that (robot and policy metadata, deploy config, the emulated
 reality's drawn values, the safety code names, the run summary and the event
 list) as one JSON string under ``meta``. Arrays are plain numeric or string
@@ -25,7 +26,7 @@ import numpy as np
 
 from simrl.files import atomic_write
 
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
 # How a tick's timestamps relate to its command (``meta.timing``): read the state at the deadline,
 # compute, send the command at once (``simrl.deploy.bridge``). Version 1 logs (no ``timing`` key)
 # sent the previous tick's command at the deadline and read the replies in the same exchange.

@@ -6,10 +6,12 @@ models below in its own package (``buses/<vendor>/settings.py``) and declares a
 ``BusKind``; the registry (``simrl.deploy.buses.BUS_KINDS``) turns them into one
 tagged union keyed on ``kind``, so the file is validated against its own
 family's fields. The runtime (bridge, calibration, safety) reads only what is
-declared here: the common motor fields, ``impedance()``, and the bus block's
-two hooks, ``check_against_robot`` and ``joint_calibration`` (where a family's
-joint zero and direction come from: the file's ``offset``/``sign`` unless the
-family says otherwise, as Feetech does with LeRobot's calibration file).
+declared here: the common motor fields, ``impedance()`` (the gains to command,
+and the control law that says whether the motor runs them or its own loop),
+and the bus block's two hooks, ``check_against_robot`` and
+``joint_calibration`` (where a family's joint zero and direction come from: the
+file's ``offset``/``sign`` unless the family says otherwise, as Feetech does
+with LeRobot's calibration file).
 """
 
 from __future__ import annotations
@@ -51,13 +53,27 @@ class BusSettings(StrictModel):
         return np.array([m.sign for m in motors], dtype=np.float64), np.array([m.offset for m in motors], dtype=np.float64)
 
 
+# Which control law moves a motor, as the deploy log records it (``meta.control_law``) and the gap checker replays it:
+# "impedance": the motor runs the commanded kp and kd (an MIT motor: Damiao); "servo": the motor closes its own position
+# loop with gains in its control table and takes only the goal position (Feetech, Dynamixel), its effort the torque cap.
+IMPEDANCE, SERVO = "impedance", "servo"
+ControlLaw = Literal["impedance", "servo"]
+
+
 @dataclass(frozen=True)
 class Impedance:
-    """The gains the bridge puts in every ``MotorCommand`` for one motor (joint space), and the largest kd it takes."""
+    """The gains the bridge puts in every ``MotorCommand`` for one motor (joint space), the largest kd it takes,
+    and whether the motor acts on them at all (``law``)."""
 
     kp: float  # N·m/rad
     kd: float  # N·m·s/rad
     kd_max: float  # the excitation's kd levels stay below this
+    law: ControlLaw = IMPEDANCE
+
+    @classmethod
+    def own_loop(cls) -> "Impedance":
+        """A position servo's: no gains commanded (0, 0), since its own loop runs with the gains in its control table."""
+        return cls(kp=0.0, kd=0.0, kd_max=0.0, law=SERVO)
 
 
 class MotorSettings(StrictModel):
@@ -86,7 +102,7 @@ class MotorSettings(StrictModel):
 
     @abc.abstractmethod  # pydantic's model metaclass is an ABCMeta: a family that forgets it cannot be instantiated
     def impedance(self) -> Impedance:
-        """The gains commanded to this motor. A position servo closes its own loop and ignores them: say 0, 0."""
+        """The gains commanded to this motor. A position servo closes its own loop and ignores them: ``Impedance.own_loop()``."""
 
 
 class BusBuilder(Protocol):

@@ -41,7 +41,7 @@ class DynamixelMotorSettings(MotorSettings):
 
     def impedance(self) -> Impedance:
         """None: the servo closes its own loop with the gains in its control table."""
-        return Impedance(kp=0.0, kd=0.0, kd_max=0.0)
+        return Impedance.own_loop()
 
 
 def build_bus(bus: DynamixelBusSettings, motors: Sequence[DynamixelMotorSettings], reply_timeout: float, **settings: Any) -> "DynamixelBus":

@@ -113,7 +113,7 @@ class FeetechMotorSettings(MotorSettings):
 
     def impedance(self) -> Impedance:
         """None: the servo closes its own loop with P/D from ``bus:``."""
-        return Impedance(kp=0.0, kd=0.0, kd_max=0.0)
+        return Impedance.own_loop()
 
 
 def build_bus(bus: FeetechBusSettings, motors: Sequence[FeetechMotorSettings], reply_timeout: float, **settings: Any) -> "FeetechBus":
