@@ -3,8 +3,11 @@
 ``simrl deploy --emulate`` runs the arm in real time; a 30 s excitation takes
 30 s. Here the same ``RealityPlant`` (the arm under a drawn reality, MIT law per
 substep, command latency, encoder noise) is driven tick by tick without a wall
-clock, and the rows go into a deploy log (the current format) exactly as the bridge
-writes them (``DeployLog``, format 2): read at the deadline, command out right after.
+clock, and the rows go into a deploy log exactly as the bridge writes them
+(``DeployLog``, the current format): read at the deadline, command out right after.
+The motors are impedance motors (the OpenArm's Damiao: the log's gains act) or
+position servos (the SO-101's STS3215: their own loop's gains act, the log
+records kp = kd = 0, as ``simrl deploy`` does).
 """
 
 from __future__ import annotations
@@ -13,7 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
+from simrl.deploy.buses.settings import IMPEDANCE, SERVO
 from simrl.deploy.emulation.emulated_arm import motor_torque_limits
+from simrl.deploy.excitation import Schedule
 from simrl.deploy.log import DeployLog, Tick
 from simrl.deploy.emulation.reality import RealityPlant, load_reality
 from simrl.robots import Robot
@@ -22,6 +27,10 @@ INFERENCE_S = 0.0004  # from the reading to the command leaving
 # deploy/openarm.yaml's MIT gains (the MJCF servo's): joint1-7 then the gripper.
 OPENARM_KP = np.array([230, 230, 190, 190, 30, 30, 30, 30.0])
 OPENARM_KD = np.array([2.7, 2.7, 2.2, 2.2, 1.5, 1.5, 1.5, 0.2])
+# The SO-101's servo loop at LeRobot's P 16 / D 32, which is the MJCF servo (robots/so101/robot.xml and ROBOTS.md:
+# kp 998 N·m/rad, kv 2.73 N·m·s/rad; simrl/deploy/emulation/feetech_firmware.py KP_PER_P, KD_PER_D), all six servos.
+SO101_KP = np.full(6, 998.0)
+SO101_KD = np.full(6, 2.73)
 
 
 def write_reality(path: Path, noise: float = 0.001, latency_steps: int = 1, latency_substeps: float = 0.5) -> Path:
@@ -42,7 +51,7 @@ def write_reality(path: Path, noise: float = 0.001, latency_steps: int = 1, late
 def excitation_targets(robot: Robot, joints: list[str], period: float, duration: float, seed: int) -> tuple[np.ndarray, ...]:
     """A small excitation: each arm joint in turn moves (sines of two amplitudes, a ramp, steps) at two kp and two kd levels.
 
-    Returns targets, kp factors and kd factors per tick (T, n_motors).
+    Returns targets, kp factors and kd factors per tick (T, n_motors) (a servo takes the targets only).
     """
     rng = np.random.default_rng(seed)
     n_ticks = int(round(duration / period))
@@ -78,23 +87,42 @@ def write_synthetic_log(
     seed: int = 0,
     reality_seed: int = 0,
     period: float = 0.02,
+    law: str = IMPEDANCE,
+    schedule: Schedule | None = None,
 ) -> dict:
-    """Drive the emulated arm through an excitation in simulated time and write a deploy log; returns the truth."""
+    """Drive the emulated arm through an excitation in simulated time and write a deploy log; returns the truth.
+
+    ``law`` SERVO: every motor is a position servo whose own loop runs ``kp`` /
+    ``kd`` at one level (the reality's gain scales act on them as on an MIT
+    motor's, as in the Feetech emulator), and the log says so and records the
+    0, 0 the bridge sends. ``schedule``: play this one (``simrl deploy
+    --excite``'s, its description in the log) instead of ``excitation_targets``.
+    """
     joints = list(robot.config.arm_joints) + list(robot.config.gripper_joints)
     drawn = load_reality(reality, robot, reality_seed)
     plant = RealityPlant(robot, drawn, joints, motor_torque_limits(robot, joints))
-    targets, kp_factor, kd_factor = excitation_targets(robot, joints, period, duration, seed)
+    if schedule is None:
+        targets, kp_factor, kd_factor = excitation_targets(robot, joints, period, duration, seed)
+        excitation = {"signal": "test"}
+    else:
+        targets, kp_factor, kd_factor = schedule.position, schedule.kp / kp, schedule.kd / kd
+        excitation = schedule.description
     for motor in range(len(joints)):
         plant.set_enabled(motor, True)
     log = DeployLog(tuple(joints), obs_size=1, action_size=1)
-    log.meta.update(robot=robot.name, rate_hz=1.0 / period, policy_metadata=None, reality=drawn.describe(), excitation={"signal": "test"})
+    log.meta.update(
+        robot=robot.name, rate_hz=1.0 / period, policy_metadata=None, reality=drawn.describe(), excitation=excitation,
+        control_law={joint: law for joint in joints},
+    )
     n = len(joints)
+    servo = law == SERVO
     for k in range(len(targets)):
         t = k * period
         samples = [plant.sample(m) for m in range(n)]
-        command_kp, command_kd = kp * kp_factor[k], kd * kd_factor[k]
+        acting_kp, acting_kd = (kp, kd) if servo else (kp * kp_factor[k], kd * kd_factor[k])
         for m in range(n):
-            plant.set_command(m, targets[k, m], 0.0, command_kp[m], command_kd[m], 0.0)
+            plant.set_command(m, targets[k, m], 0.0, acting_kp[m], acting_kd[m], 0.0)
+        command_kp, command_kd = (np.zeros(n), np.zeros(n)) if servo else (acting_kp, acting_kd)
         log.add(
             Tick(
                 t_deadline=t, t_read_send=t - 0.0002, t_read=t + 0.0002, t_inference=np.nan, t_command=t + INFERENCE_S,

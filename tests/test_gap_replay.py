@@ -8,7 +8,9 @@ import mujoco
 import numpy as np
 import pytest
 
-from tests.gap_logs import OPENARM_KD, OPENARM_KP, write_reality, write_synthetic_log
+from tests.gap_logs import OPENARM_KD, OPENARM_KP, SO101_KD, SO101_KP, write_reality, write_synthetic_log
+from simrl.deploy.buses.settings import SERVO
+from simrl.deploy.excitation import Schedule
 from simrl.gap.recording import read_recording
 from simrl.gap.replay import Replayer
 from simrl.gap.replay_model import MotorValues, build_replay_model
@@ -20,16 +22,19 @@ def openarm() -> Robot:
     return load_robot("openarm")
 
 
-def truth_values(replay, damping: float, friction: float, kp: float, joints_damped: int = 4) -> MotorValues:
+def truth_values(replay, damping: float, friction: float, kp: float, joints_damped: int = 4, cap: float = 1.0) -> MotorValues:
+    """The nominal values with damping scaled on the first ``joints_damped`` joints, friction, kp and the torque cap on the arm's."""
     nominal = MotorValues.nominal(replay)
-    arm = slice(0, 7)
+    arm = slice(0, len(replay.robot.config.arm_joints))
     damping_values = nominal.damping.copy()
     damping_values[:joints_damped] *= damping
     friction_values = nominal.frictionloss.copy()
     friction_values[arm] *= friction
     kp_scale = nominal.kp_scale.copy()
     kp_scale[arm] = kp
-    return MotorValues(damping_values, friction_values, nominal.armature, kp_scale, nominal.kv_scale, nominal.torque_limit)
+    torque_limit = nominal.torque_limit.copy()
+    torque_limit[arm] *= cap
+    return MotorValues(damping_values, friction_values, nominal.armature, kp_scale, nominal.kv_scale, torque_limit)
 
 
 def test_the_replay_model_keeps_the_training_models_options_and_bodies(openarm: Robot) -> None:
@@ -86,3 +91,59 @@ def test_a_follower_joint_starts_where_its_equality_puts_it(openarm: Robot) -> N
     follower = replay.model.joint("finger_joint2")
     assert data.qpos[follower.qposadr[0]] == pytest.approx(-0.6)
     assert data.qvel[follower.dofadr[0]] == pytest.approx(0.2)
+
+
+@pytest.fixture(scope="module")
+def so101() -> Robot:
+    return load_robot("so101")
+
+
+def test_a_servo_is_replayed_with_the_models_gains_not_the_logs_zeros(tmp_path: Path, so101: Robot) -> None:
+    """The SO-101's servos take only goals (the log says kp = kd = 0); the replay runs their loop at the MJCF servo's
+    kp 998 N·m/rad, kv 2.73 N·m·s/rad (ROBOTS.md, the public SO-101 model). By hand: shoulder_pan turns about the
+    vertical, so no gravity acts on it; a 0.02 rad step saturates the servo (998 x 0.02 = 20 N·m > 3.35 N·m), which
+    then settles on the goal (kp 998 against inertia ~0.03-0.05 kg m², about 150 rad/s, well damped) to within its
+    friction over its stiffness, 0.052 / 998 = 0.05 mrad, long before 1.5 s. Read as an impedance motor with the
+    logged 0 gains it would not move toward the goal at all."""
+    joints = list(so101.config.arm_joints) + list(so101.config.gripper_joints)
+    home = np.array([so101.home_qpos[so101.model.joint(j).qposadr[0]] for j in joints])
+    position = np.tile(home, (100, 1))
+    position[25:, 0] += 0.02  # shoulder_pan, at 0.5 s
+    zeros = np.zeros_like(position)
+    step = Schedule(position=position, kp=zeros, kd=zeros, group=np.zeros(100, int), description={"signal": "step"})
+    write_synthetic_log(tmp_path / "step.npz", so101, "none", SO101_KP, SO101_KD, law=SERVO, schedule=step)
+    recording = read_recording(tmp_path / "step.npz", so101)
+    servo = build_replay_model(so101, recording.joints, recording.laws)
+    np.testing.assert_allclose(servo.gains(recording.command_kp[:1], recording.command_kd[:1]), [[[998.0] * 6], [[2.73] * 6]])
+    limp = build_replay_model(so101, recording.joints)  # every motor an impedance motor: the logged gains, 0
+    final = []
+    for replay in (servo, limp):
+        with Replayer(replay, recording) as replayer:
+            predicted = replayer.predict([replay.with_values(MotorValues.nominal(replay))], [0.0]).position[0]
+        final.append(predicted[-1, 0])
+    goal = home[0] + 0.02
+    assert abs(final[0] - goal) < 1e-4
+    assert abs(final[1] - home[0]) < 1e-3 and abs(final[1] - goal) > 0.019
+
+
+def test_replaying_a_servo_arms_log_with_the_realitys_values_reproduces_it(tmp_path: Path, so101: Robot) -> None:
+    """deploy/realities/so101-sysid.yaml without its encoder noise: softer, weaker servos (kp x0.8, cap x0.85), damping
+    x1.8 on the three base joints, friction x1.5, 30 ms latency; the servos' own loop at the model's gains."""
+    truth = tmp_path / "truth.yaml"
+    truth.write_text(
+        "joint_frictionloss: {distribution: fixed, value: 1.5}\nactuator_kp: {distribution: fixed, value: 0.8}\n"
+        "actuator_force_limit: {distribution: fixed, value: 0.85}\nlatency_steps: {distribution: fixed, value: 1}\n"
+        "latency_substeps: {distribution: fixed, value: 0.5}\n"
+        "joint_damping: {distribution: fixed, value: 1.8, joints: [shoulder_pan, shoulder_lift, elbow_flex]}\n"
+    )
+    write_synthetic_log(tmp_path / "log.npz", so101, str(truth), SO101_KP, SO101_KD, duration=4.0, law=SERVO)
+    recording = read_recording(tmp_path / "log.npz", so101)
+    replay = build_replay_model(so101, recording.joints, recording.laws)
+    real = truth_values(replay, 1.8, 1.5, 0.8, joints_damped=3, cap=0.85)
+    arm = slice(0, 5)
+    with Replayer(replay, recording) as replayer:
+        measured, _ = replayer.measured()
+        # the synthetic log stamps each command 0.4 ms after the reading the plant's clock saw it at
+        predicted = replayer.predict([replay.with_values(real), replay.with_values(MotorValues.nominal(replay))], [0.030 - 0.0004, 0.0]).position
+    assert np.abs(predicted[0][:, arm] - measured[:, arm]).max() < 1e-6
+    assert np.abs(predicted[1][:, arm] - measured[:, arm]).max() > 0.02

@@ -111,9 +111,16 @@ def _read_all(robot_name: str | None, paths: tuple[Path, ...]) -> tuple[Robot, l
     robot = load_robot(robot_name)
     recordings = [read_recording(Path(p), robot) for p in paths]
     for rec in recordings[1:]:
-        if rec.joints != recordings[0].joints:
-            raise SimrlError(f"{rec.path}: its motors {list(rec.joints)} differ from {recordings[0].path}'s {list(recordings[0].joints)}")
+        _check_same_motors(rec, recordings[0])
     return robot, recordings
+
+
+def _check_same_motors(rec: Recording, first: Recording) -> None:
+    """Logs replayed on one model drive the same motors under the same control laws."""
+    if rec.joints != first.joints:
+        raise SimrlError(f"{rec.path}: its motors {list(rec.joints)} differ from {first.path}'s {list(first.joints)}")
+    if rec.laws != first.laws:
+        raise SimrlError(f"{rec.path}: its motors' control laws {list(rec.laws)} differ from {first.path}'s {list(first.laws)}")
 
 
 def _joint_gaps(rec: Recording, replayer: Replayer, nominal: np.ndarray) -> list[JointGap]:
@@ -193,9 +200,9 @@ def run_gap(request: GapRequest, progress: Callable[[str], None] = lambda _: Non
     clock = time.perf_counter()
     robot, recordings = _read_all(robot_name, request.logs)
     validation = read_recording(Path(request.validate), robot) if request.validate else None
-    if validation is not None and validation.joints != recordings[0].joints:
-        raise SimrlError(f"{validation.path}: its motors differ from the fitted logs'")
-    replay = build_replay_model(robot, recordings[0].joints)
+    if validation is not None:
+        _check_same_motors(validation, recordings[0])
+    replay = build_replay_model(robot, recordings[0].joints, recordings[0].laws)
     nominal_model = replay.with_values(MotorValues.nominal(replay))
     replayers = [Replayer(replay, rec) for rec in recordings]
     held = [Replayer(replay, validation)] if validation is not None else []
@@ -224,7 +231,7 @@ def run_gap(request: GapRequest, progress: Callable[[str], None] = lambda _: Non
         seconds["delay"] = time.perf_counter() - clock
         clock = time.perf_counter()
         fit = None
-        notes = []
+        notes = _servo_notes(replay, recordings + ([validation] if validation is not None else []))
         if envelope is None:
             notes.append("no training randomization profile in the log's policy metadata: the envelope is not computed")
         if request.fit:
@@ -246,6 +253,25 @@ def run_gap(request: GapRequest, progress: Callable[[str], None] = lambda _: Non
         for replayer in replayers + held:
             replayer.close()
     return GapResult(robot=robot, logs=gaps, validation=validation_gap, fit=fit, envelope=envelope, seconds=seconds, notes=notes)
+
+
+def _servo_notes(replay: ReplayModel, recordings: list[Recording]) -> list[str]:
+    """What the figures mean for motors that close their own loop: the gains they are replayed with, and the rows left out."""
+    if not replay.servo.any():
+        return []
+    servos = [j for j, servo in zip(replay.joints, replay.servo) if servo]
+    gains = ", ".join(f"{j} {kp:.4g}/{kv:.4g}" for j, kp, kv, s in zip(replay.joints, replay.model_kp, replay.model_kv, replay.servo) if s)
+    notes = [
+        f"{', '.join(servos)} close their own position loop (control law servo): the replay runs it at the model's actuator kp/kv "
+        f"({gains} N·m/rad / N·m·s/rad), so their kp and kv below are the servo loop's effective gains against the model's"
+    ]
+    for rec in recordings:
+        if rec.capped.any():
+            notes.append(
+                f"{rec.path.name}: {int(rec.capped.sum())} rows in which the safe stop had lowered a servo's torque cap are not replayed "
+                "(the replay model's cap is fixed)"
+            )
+    return notes
 
 
 def _log_gap(rec: Recording, replayer: Replayer, nominal: np.ndarray) -> LogGap:

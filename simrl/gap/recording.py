@@ -13,9 +13,19 @@ two log versions differ exactly there:
   inference): row k's reading was taken between ``t_read_send[k]`` and
   ``t_read[k]``, and row k's command, computed from it, left at ``t_command[k]``;
 - version 3 (timed as version 2) logs each command's ``effort`` beside its
-  gains. The gap checker models MIT motors, which run ``kp * effort`` (the
-  Damiao bus's mapping: the safe stop ramps the effort, not kp), so that is
-  the kp a row's command acted with; earlier logs ramped kp itself.
+  gains. An impedance motor runs ``kp * effort`` (the Damiao bus's mapping:
+  the safe stop ramps the effort, not kp), so that is the kp a row's command
+  acted with; earlier logs ramped kp itself;
+- version 4 says which control law moved each motor (``meta.control_law``):
+  ``impedance`` (the commanded kp and kd, as above) or ``servo`` (a position
+  servo's own loop; the log's kp = kd = 0 say only that no gains were sent).
+  On a servo the effort scales the torque cap, which the replay model holds
+  fixed (a joint's force range is a model constant, not a control
+  ``mujoco.rollout`` can vary per tick), so rows where a servo ran under a
+  reduced cap (the safe stop's ramp, ending at the rest pose on the stops)
+  enter no fit and no replay. Logs without the key are all impedance: every
+  arm logged before it was an MIT arm's. One that moved a joint with kp = kd
+  = 0 throughout was a servo arm's, and is refused rather than replayed limp.
 
 A reading is stamped at the middle of its exchange: the motor sampled its
 encoder somewhere inside it, and whatever constant offset remains is absorbed
@@ -35,6 +45,7 @@ from typing import Any
 
 import numpy as np
 
+from simrl.deploy.buses.settings import IMPEDANCE, SERVO
 from simrl.deploy.log import PHASE_EXCITE, PHASE_POLICY
 from simrl.errors import SimrlError
 from simrl.robots import Robot
@@ -53,8 +64,9 @@ class Recording:
 
     Times are seconds on the loop's clock. ``command_time[k]`` is when row k's
     command left (NaN: no command that row); ``read_time[k]`` is when row k's
-    reading was taken. ``usable[k]``: every motor answered and the command is
-    known, so the row can enter a fit.
+    reading was taken. ``usable[k]``: every motor answered, the command is
+    known and no servo ran under a reduced torque cap (``capped[k]``), so the
+    row can enter a fit. ``laws``: each motor's control law.
     """
 
     path: Path
@@ -73,6 +85,8 @@ class Recording:
     usable: np.ndarray  # (T,) bool
     phase: np.ndarray  # (T,)
     meta: dict[str, Any]
+    laws: tuple[str, ...]  # IMPEDANCE or SERVO per motor
+    capped: np.ndarray  # (T,) bool: a servo's torque cap was below its full value (effort < 1)
 
     @property
     def duration(self) -> float:
@@ -116,6 +130,8 @@ class Recording:
             "duration_s": round(self.duration, 3),
             "moving_joints": list(self.moving_joints),
             "kind": "excitation" if self.meta.get("excitation") else "policy",
+            "control_law": dict(zip(self.joints, self.laws)),
+            "rows_under_reduced_torque_cap": int(self.capped.sum()),
         }
 
 
@@ -186,8 +202,12 @@ def read_recording(path: Path, robot: Robot) -> Recording:
     rate = meta.get("rate_hz")
     if not rate or rate <= 0:
         raise _fail(path, f"corrupt deploy log: meta rate_hz = {rate!r}")
+    laws = _control_laws(path, meta, joints)
+    servo = np.array([law == SERVO for law in laws])
+    effort = arrays["command_effort"].astype(float) if "command_effort" in arrays else np.ones(arrays["command_kp"].shape)
+    capped = (servo & (effort < 1.0)).any(axis=1)
     fresh = arrays["fresh"].astype(bool)
-    usable = fresh.all(axis=1) & np.isfinite(command_time) & np.isfinite(read_time)
+    usable = fresh.all(axis=1) & np.isfinite(command_time) & np.isfinite(read_time) & ~capped
     usable &= np.isfinite(arrays["command_position"]).all(axis=1) & np.isfinite(arrays["position"]).all(axis=1)
     if usable.sum() < MIN_TICKS:
         raise _fail(path, f"only {int(usable.sum())} usable ticks (every motor answered, command known); at least {MIN_TICKS} needed")
@@ -201,7 +221,7 @@ def read_recording(path: Path, robot: Robot) -> Recording:
         joints=joints,
         command_time=command_time,
         command_position=arrays["command_position"].astype(float),
-        command_kp=_acting_kp(arrays),
+        command_kp=_acting_kp(arrays, servo),
         command_kd=arrays["command_kd"].astype(float),
         read_time=read_time,
         position=arrays["position"].astype(float),
@@ -210,16 +230,49 @@ def read_recording(path: Path, robot: Robot) -> Recording:
         usable=usable,
         phase=arrays["phase"].astype(int),
         meta=meta,
+        laws=laws,
+        capped=capped,
     )
     if not recording.moving_joints:
         raise _fail(path, f"no motion: no joint target moved more than {MIN_MOTION_RAD} rad, so the log says nothing about the dynamics")
+    if "control_law" not in meta:
+        _refuse_gainless(recording)
     return recording
 
 
-def _acting_kp(arrays: dict[str, np.ndarray]) -> np.ndarray:
-    """The kp each row's command acted with: ``kp * effort`` where the log has the effort (version 3), else the kp logged."""
+def _control_laws(path: Path, meta: dict[str, Any], joints: tuple[str, ...]) -> tuple[str, ...]:
+    """Each motor's control law from ``meta.control_law`` (format 4); a log without it is all impedance (see the module docstring)."""
+    declared = meta.get("control_law")
+    if declared is None:
+        return (IMPEDANCE,) * len(joints)
+    if not isinstance(declared, dict) or set(declared) != set(joints) or any(law not in (IMPEDANCE, SERVO) for law in declared.values()):
+        raise _fail(path, f"corrupt deploy log: meta control_law = {declared!r}; allowed: {IMPEDANCE} or {SERVO} for each of {', '.join(joints)}")
+    return tuple(declared[j] for j in joints)
+
+
+def _refuse_gainless(recording: Recording) -> None:
+    """A log that does not say its control laws, in which a moving joint was commanded kp = kd = 0 throughout: a
+    servo arm's log from before format 4. Replayed as impedance, that joint would hang limp; say so instead."""
+    rows = recording.usable
+    gainless = [
+        joint for i, joint in enumerate(recording.joints)
+        if joint in recording.moving_joints and not np.any(recording.command_kp[rows, i]) and not np.any(recording.command_kd[rows, i])
+    ]  # fmt: skip
+    if gainless:
+        raise _fail(
+            recording.path,
+            f"format v{recording.version} log moves {', '.join(gainless)} with commanded kp = kd = 0 and does not say which control law "
+            "moved them (a position-servo arm's log from before format 4?); allowed: a log written by this simrl deploy, which records meta.control_law",
+        )
+
+
+def _acting_kp(arrays: dict[str, np.ndarray], servo: np.ndarray) -> np.ndarray:
+    """The kp each row's command acted with: on an impedance motor ``kp * effort`` where the log has the effort
+    (version 3 on), else the kp logged; a servo's as logged (its effort scales its torque cap, not a gain)."""
     kp = arrays["command_kp"].astype(float)
-    return kp * arrays["command_effort"].astype(float) if "command_effort" in arrays else kp
+    if "command_effort" not in arrays:
+        return kp
+    return np.where(servo, kp, kp * arrays["command_effort"].astype(float))
 
 
 def _model_joints(robot: Robot) -> list[str]:

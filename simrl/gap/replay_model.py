@@ -1,7 +1,12 @@
 """The training model, rebuilt so that logged motor commands can drive it through ``ctrl``.
 
-A Damiao motor runs the MIT law ``tau = kp (q* - q) + kd (dq* - dq)`` with kp and
-kd sent in every command, clamped to its torque limit. ``mujoco.rollout`` (and so
+An impedance motor (Damiao) runs the MIT law ``tau = kp (q* - q) + kd (dq* - dq)``
+with kp and kd sent in every command, clamped to its torque limit. A position
+servo (Feetech, Dynamixel: control law ``servo`` in the log) runs the same law
+with gains of its own, which the log does not carry (it records kp = kd = 0):
+in the replay they are the training model's actuator kp and kv, the servo the
+policy trained with, so a fitted gain scale is the servo loop's effective gain
+against the model's. ``mujoco.rollout`` (and so
 ``mujoco.sysid``) can only drive a model through ``ctrl``, and gains that change
 per tick are a product of a control and the state. Three actuators per motor
 joint write it as a sum of terms that are each linear in one control:
@@ -28,6 +33,7 @@ from typing import Sequence
 import mujoco
 import numpy as np
 
+from simrl.deploy.buses.settings import IMPEDANCE, SERVO
 from simrl.deploy.emulation.emulated_arm import motor_torque_limits
 from simrl.errors import SimrlError
 from simrl.robots import Robot
@@ -49,6 +55,9 @@ class ReplayModel:
     dof_adr: np.ndarray
     joint_ids: np.ndarray
     rated_torque: np.ndarray
+    servo: np.ndarray  # bool: the motor closes its own loop (control law ``servo``), at the model's gains
+    model_kp: np.ndarray  # the MJCF actuator's kp (N·m/rad) and kv (N·m·s/rad) per motor: a servo's gains in force
+    model_kv: np.ndarray
 
     @property
     def nominal_ctrl(self) -> np.ndarray:
@@ -59,8 +68,14 @@ class ReplayModel:
         ctrl[other] = nominal[other]
         return ctrl
 
+    def gains(self, kp: np.ndarray, kd: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The gains in force for logged command gains (T, n_motors): an impedance motor's as commanded, a servo's
+        its own loop's, which are the model's actuator kp and kv (the log's 0, 0 say only that none were sent)."""
+        return np.where(self.servo, self.model_kp, kp), np.where(self.servo, self.model_kv, kd)
+
     def controls(self, position: np.ndarray, kp: np.ndarray, kd: np.ndarray) -> np.ndarray:
-        """(T, nu) controls for commands (T, n_motors): the three terms of each motor (dq* = 0)."""
+        """(T, nu) controls for commands (T, n_motors): the three terms of each motor (dq* = 0), at the gains in force."""
+        kp, kd = self.gains(kp, kd)
         ctrl = np.tile(self.nominal_ctrl, (len(position), 1))
         ctrl[:, self.target_act] = kp * position
         ctrl[:, self.stiffness_act] = kp
@@ -98,8 +113,8 @@ class MotorValues:
     damping: np.ndarray  # N·m·s/rad
     frictionloss: np.ndarray  # N·m
     armature: np.ndarray  # kg·m²
-    kp_scale: np.ndarray  # applied / commanded kp
-    kv_scale: np.ndarray  # applied / commanded kd
+    kp_scale: np.ndarray  # applied / commanded kp (a servo: its loop's effective kp / the model's)
+    kv_scale: np.ndarray  # applied / commanded kd (a servo: its loop's effective kv / the model's)
     torque_limit: np.ndarray  # N·m
 
     @classmethod
@@ -146,8 +161,15 @@ def _follow_joint_equalities(model: mujoco.MjModel, data: mujoco.MjData) -> None
         data.qvel[v1] = (c[1] + 2 * c[2] * x + 3 * c[3] * x**2 + 4 * c[4] * x**3) * data.qvel[v2]
 
 
-def build_replay_model(robot: Robot, joints: Sequence[str]) -> ReplayModel:
-    """The robot's MJCF as training compiles it, with every motor joint in ``joints`` driven by the MIT law."""
+def build_replay_model(robot: Robot, joints: Sequence[str], laws: Sequence[str] | None = None) -> ReplayModel:
+    """The robot's MJCF as training compiles it, with every motor joint in ``joints`` driven by the MIT law.
+
+    ``laws``: each motor's control law (``IMPEDANCE`` or ``SERVO``, as the log
+    says); default: every motor an impedance motor.
+    """
+    laws = [IMPEDANCE] * len(joints) if laws is None else list(laws)
+    if len(laws) != len(joints) or any(law not in (IMPEDANCE, SERVO) for law in laws):
+        raise ValueError(f"control laws {laws} for motors {list(joints)}: one of {IMPEDANCE}, {SERVO} per motor")
     actuated = list(robot.config.arm_joints) + list(robot.config.gripper_joints)
     unknown = [j for j in joints if j not in actuated]
     if unknown:
@@ -165,17 +187,21 @@ def build_replay_model(robot: Robot, joints: Sequence[str]) -> ReplayModel:
             _set_law(term, mujoco.mjtGain.mjGAIN_AFFINE, column, -1.0)
     model = spec.compile()
     actuator = lambda name: model.actuator(name).id  # noqa: E731
+    target_act = np.array([actuator(servos[j].name) for j in joints])  # the MJCF servo's id, as in the robot's model
     return ReplayModel(
         robot=robot,
         model=model,
         joints=tuple(joints),
-        target_act=np.array([actuator(servos[j].name) for j in joints]),
+        target_act=target_act,
         stiffness_act=np.array([actuator(f"{j}{STIFFNESS}") for j in joints]),
         damping_act=np.array([actuator(f"{j}{DAMPING}") for j in joints]),
         qpos_adr=np.array([model.joint(j).qposadr[0] for j in joints]),
         dof_adr=np.array([model.joint(j).dofadr[0] for j in joints]),
         joint_ids=np.array([model.joint(j).id for j in joints]),
         rated_torque=rated,
+        servo=np.array([law == SERVO for law in laws]),
+        model_kp=robot.model.actuator_gainprm[target_act, 0].copy(),
+        model_kv=-robot.model.actuator_biasprm[target_act, 2],
     )
 
 

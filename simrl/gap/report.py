@@ -212,6 +212,8 @@ def _sections(result: GapResult, out: Path) -> list[tuple[str, list[str] | None,
         before = np.sqrt(np.mean((v.nominal - v.real) ** 2))
         after = np.sqrt(np.mean((v.fitted - v.real) ** 2)) if v.fitted is not None else float("nan")
         sections.append((f"Validation: {v.recording.path.name}", JOINT_HEADER, joint_rows(v), f"held-out RMSE {before * 1000:.2f} -> {after * 1000:.2f} mrad ({before / after:.1f}x)."))
+    if result.notes:
+        sections.append(("Notes", None, [], " ".join(f"{note}." for note in result.notes)))
     seconds = ", ".join(f"{k} {v:.1f} s" for k, v in result.seconds.items())
     sections.append(("Time", None, [], seconds + "." + ("" if result.fit is None else f" Next: {next_command(result, out)}")))
     return sections
