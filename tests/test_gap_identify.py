@@ -83,3 +83,43 @@ def test_readings_stamped_two_ticks_late_read_as_40_ms_more_latency(logs: tuple[
     assert late.fit.latency_s - result.fit.latency_s == pytest.approx(0.040, abs=0.005)
     for joint in DAMPED:  # as close to the truth as the aligned log's fit
         assert scale(late, joint, "damping") == pytest.approx(1.8, rel=0.25), joint
+
+
+# ---------------------------------------------------------------- a servo arm: the SO-101 under so101-sysid
+
+SO101_ARM = ("shoulder_pan", "shoulder_lift", "elbow_flex", "wrist_flex", "wrist_roll")
+SO101_DAMPED = ("shoulder_pan", "shoulder_lift", "elbow_flex")  # deploy/realities/so101-sysid.yaml: damping x1.8 there
+
+
+@pytest.fixture(scope="module")
+def so101_result(tmp_path_factory: pytest.TempPathFactory):
+    """30 s of `simrl deploy --excite mixed`'s own schedule (seed 0; seed 1 held out) on the emulated SO-101's servos, in
+    simulated time: the servos run their loop at the model's gains under the reality's scales; the log carries kp = kd = 0."""
+    from simrl.deploy.buses.settings import SERVO
+    from simrl.deploy.excitation import ExcitationRequest
+    from simrl.deploy.session import DeployRequest, prepare
+    from tests.gap_logs import SO101_KD, SO101_KP
+
+    folder = tmp_path_factory.mktemp("so101")
+    robot = load_robot("so101")
+    for name, seed in (("fit", 0), ("held", 1)):
+        schedule = prepare(DeployRequest(robot="so101", excitation=ExcitationRequest("mixed", duration=30.0, seed=seed), emulate=True)).schedule
+        write_synthetic_log(folder / f"{name}.npz", robot, "so101-sysid", SO101_KP, SO101_KD, law=SERVO, schedule=schedule, reality_seed=seed)
+    return run_gap(GapRequest(logs=(folder / "fit.npz",), validate=folder / "held.npz", worlds=0))
+
+
+@pytest.mark.slow
+def test_a_servo_arms_loop_gains_torque_cap_damping_and_latency_are_recovered(so101_result) -> None:
+    """The servo's own loop is replayed at the model's kp/kv, so the fitted scales are the reality's: kp x0.8, cap x0.85."""
+    for joint in SO101_ARM:
+        assert scale(so101_result, joint, "kp") == pytest.approx(0.8, rel=0.05), joint
+        assert scale(so101_result, joint, "kv") == pytest.approx(1.0, rel=0.10), joint
+        assert scale(so101_result, joint, "torque_limit") == pytest.approx(0.85, rel=0.05), joint
+        assert scale(so101_result, joint, "damping") == pytest.approx(1.8 if joint in SO101_DAMPED else 1.0, rel=0.10), joint
+        assert so101_result.fit.value(joint, "kp").unit == "N·m/rad"  # a servo's gain is its loop's, in units
+    # 30 ms, plus up to one 5 ms physics step of the plant applying a command late
+    assert TRUE_LATENCY_S - 0.005 <= so101_result.fit.latency_s <= TRUE_LATENCY_S + 0.005 + 0.005
+    assert {v.joint for v in so101_result.fit.values if v.quantity == "armature"} == set()
+    assert "held at the training model's on a servo joint" in so101_result.fit.not_fitted["wrist_roll.armature"]
+    held = so101_result.validation
+    assert np.sqrt(np.mean((held.nominal - held.real) ** 2)) >= 5 * np.sqrt(np.mean((held.fitted - held.real) ** 2))

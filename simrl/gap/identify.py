@@ -30,6 +30,14 @@ armature, damping, friction and gains leave the motion unchanged, and the
 torque a Damiao motor reports is its own estimate from the commanded law, not
 a measurement of what the link needed (``Fit.not_fitted`` says so).
 
+A position servo (control law ``servo``) is replayed at the model's actuator
+gains, so its kp and kv are its loop's effective gains against the model's.
+A stiff servo makes the replay chaotic in its parameters (``FD_STEP_SERVO``),
+so a block with one takes larger finite-difference steps and its final fit
+runs from several starts (``SERVO_STARTS``); and its armature is held at the
+training model's, the scale its gains, cap, damping and friction are fitted on
+(a light joint's motion moves alike when all of them scale with it).
+
 Confidence intervals come from ``mujoco.sysid.calculate_intervals`` (JᵀJ of
 the data rows at the optimum, residual variance as noise). A weak prior toward
 the training model keeps a direction the data cannot see in place; a value the
@@ -62,14 +70,28 @@ SATURATION_TICKS = 5
 IDENTIFIABLE_SHARE = 0.15
 # Finite-difference step of the Gauss-Newton Jacobian (on scales ~1 and milliseconds).
 FD_STEP = 1e-4
+# ... for a block with a position servo. At the training model's stiff servo (the SO-101's kp 998 N·m/rad saturates
+# 3.4 mrad from its goal, and a 5 ms physics step crosses that while the joint moves, so the torque flips between the
+# caps from one step to the next) the replay is chaotic in its parameters: on a 30 s excitation of the emulated
+# SO-101, scaling wrist_flex's torque cap by 1 + 1e-5 moved its replay by 0.14 mrad rms, by 1 + 1e-2 no more (0.41
+# mrad). A 1e-4 difference measures that chatter, not the trend: Gauss-Newton stopped at the training model (every
+# scale 1.00, cost 5.8x the truth's); with 3 % steps it followed the trend (kp and cap within 10 % of the truth).
+FD_STEP_SERVO = 3e-2
+# Where a servo block's final fit starts (every scale at once). On that rugged cost a run stops in the nearest dip:
+# on the wrists, runs from these starts ended 2-5x apart in cost, the lowest within 2.5 % of the truth's kp and cap;
+# the lowest is kept. The starts span the servo strengths a sagging supply or a softer loop make plausible.
+SERVO_STARTS = (1.0, 0.85, 0.7, 1.2)
 # Stop when a step changes no parameter by more than this share (scales ~1: 0.01 % is far below any interval).
 STEP_TOLERANCE = 1e-4
 QUANTITIES = ("damping", "frictionloss", "armature", "kp", "kv", "torque_limit")
 # What the latency profile refits at each latency: the values that trade with a delay (a softer or more damped
 # servo lags too). Fewer unknowns converge alike at every point, so the profile is smooth where the full set was not.
 PROFILE_QUANTITIES = ("kp", "kv", "damping")
-# mujoco.minimize's settings.
-_SOLVER = {"eps": FD_STEP, "xtol": STEP_TOLERANCE}
+# ... on a servo joint, with its torque cap: a stiff servo saturates in every move, so a weaker one lags as well. Its
+# motion is so sensitive to timing that the latency must land within a millisecond: on 12 s of the emulated SO-101,
+# a profile without the cap read 28.7 ms for 29.6 (the truth's cost there 7x its cost at 29.6), and the dynamics
+# fitted at it took the difference (elbow damping x1.47 and cap x0.78 for x1.8 and x0.85).
+PROFILE_QUANTITIES_SERVO = PROFILE_QUANTITIES + ("torque_limit",)
 # The latency profile: a grid (ms) around the cross-correlation seed, and Gauss-Newton steps of the dynamics at each point.
 # 7.5 ms is three physics steps, well under the 20 ms between the cost's local minima.
 GRID_STEP_MS, GRID_BELOW_MS, GRID_ABOVE_MS = 7.5, 30.0, 0.0
@@ -154,7 +176,8 @@ def saturating_motors(replayers: Sequence[Replayer]) -> np.ndarray:
     count = np.zeros(len(replay.joints), dtype=int)
     for r in replayers:
         rec, rows = r.recording, r.rows
-        asked = rec.command_kp[rows] * np.abs(rec.command_position[rows] - rec.position[rows]) + rec.command_kd[rows] * np.abs(rec.velocity[rows])
+        kp, kd = replay.gains(rec.command_kp[rows], rec.command_kd[rows])
+        asked = kp * np.abs(rec.command_position[rows] - rec.position[rows]) + kd * np.abs(rec.velocity[rows])
         count += np.sum(asked > replay.rated_torque, axis=0)
     return count >= SATURATION_TICKS
 
@@ -173,6 +196,9 @@ def _parameters(
             base = {"damping": nominal.damping, "frictionloss": nominal.frictionloss, "armature": nominal.armature}.get(quantity)
             if base is not None and base[motor] == 0:
                 skipped[f"{joint}.{quantity}"] = "0 in the training model: a scale of it cannot be fitted"
+                continue
+            if quantity == "armature" and replay.servo[motor]:
+                skipped[f"{joint}.{quantity}"] = SERVO_ARMATURE
                 continue
             low, high = SCALE_BOUNDS[quantity]
             params.add(sysid.Parameter(f"{joint}.{quantity}", nominal=1.0, min_value=low, max_value=high))
@@ -219,11 +245,14 @@ def residual_builder(
     return residual
 
 
-def _solve(params: sysid.ParameterDict, residual: Callable[[np.ndarray], np.ndarray], max_iters: int) -> tuple[sysid.ParameterDict, Any]:
-    """``mujoco.sysid.optimize`` (mujoco's Gauss-Newton) on ``residual``; its per-iteration lines go to a buffer."""
+def _solve(
+    params: sysid.ParameterDict, residual: Callable[[np.ndarray], np.ndarray], max_iters: int, eps: float
+) -> tuple[sysid.ParameterDict, Any]:
+    """``mujoco.sysid.optimize`` (mujoco's Gauss-Newton, finite-difference step ``eps``) on ``residual``; its per-iteration lines go to a buffer."""
     return sysid.optimize(
-        params, lambda x, _p: ([residual(x)], None, None), optimizer="mujoco", verbose=False, max_iters=max_iters, output=io.StringIO(), **_SOLVER
-    )
+        params, lambda x, _p: ([residual(x)], None, None), optimizer="mujoco", verbose=False, max_iters=max_iters, output=io.StringIO(),
+        eps=eps, xtol=STEP_TOLERANCE,
+    )  # fmt: skip
 
 
 def _cost(residual: Callable[[np.ndarray], np.ndarray], x: np.ndarray) -> float:
@@ -244,6 +273,12 @@ class Block:
     joints: tuple[str, ...]
     replayers: tuple[Replayer, ...]
 
+    @property
+    def servo(self) -> bool:
+        """A joint of the block is a position servo's (its replay is chaotic in the parameters: ``FD_STEP_SERVO``)."""
+        replay = self.replayers[0].replay
+        return any(replay.servo[replay.joints.index(j)] for j in self.joints)
+
 
 @dataclass
 class _BlockFit:
@@ -256,13 +291,32 @@ class _BlockFit:
 
 
 def _fit_block(
-    block: Block, params: sysid.ParameterDict, layout: _Layout, latency_ms: float, iterations: int, held: MotorValues | None = None
+    block: Block,
+    params: sysid.ParameterDict,
+    layout: _Layout,
+    latency_ms: float,
+    iterations: int,
+    held: MotorValues | None = None,
+    final: bool = False,
 ) -> _BlockFit:
-    """The block's dynamics fitted at ``latency_ms`` from the training model (every scale 1), the other joints at ``held``."""
+    """The block's dynamics fitted at ``latency_ms`` from the training model (every scale 1), the other joints at ``held``.
+
+    A block with a servo gets the larger finite-difference step and, for its
+    ``final`` fit, a run from each of ``SERVO_STARTS``, keeping the lowest cost.
+    """
     residual = residual_builder([(r, block.joints) for r in block.replayers], layout, latency_ms, held)
-    fitted, result = _solve(params, residual, iterations)
-    r = residual(fitted.as_vector())
-    return _BlockFit(fitted, 0.5 * float(np.sum(r**2)), r, result)
+    best: _BlockFit | None = None
+    low, high = params.get_bounds()
+    for start in SERVO_STARTS if block.servo and final else (1.0,):
+        first = params.copy()
+        first.update_from_vector(np.clip(np.full(len(low), start), low, high))
+        fitted, result = _solve(first, residual, iterations, FD_STEP_SERVO if block.servo else FD_STEP)
+        r = residual(fitted.as_vector())
+        fit = _BlockFit(fitted, 0.5 * float(np.sum(r**2)), r, result)
+        if best is None or fit.cost < best.cost:
+            best = fit
+    assert best is not None
+    return best
 
 
 def latency_grid(seed_ms: float) -> np.ndarray:
@@ -299,7 +353,7 @@ def identify(
         saturating = saturating_motors(block.replayers)
         params, layout, left_out = _parameters(replay, block.joints, saturating)
         setups.append((block, params, layout))
-        profiled.append((block, *_parameters(replay, block.joints, saturating, PROFILE_QUANTITIES)[:2]))
+        profiled.append((block, *_parameters(replay, block.joints, saturating, PROFILE_QUANTITIES_SERVO if block.servo else PROFILE_QUANTITIES)[:2]))
         skipped.update(left_out)
 
     skipped["link_mass"] = "positions alone cannot tell a mass scale from armature, damping, friction and gains scaled with it"
@@ -329,7 +383,7 @@ def identify(
         iterations = 0
         fitted = held
         for block, params, layout in setups:
-            fit = _fit_block(block, params, layout, latency_ms, max_iters, held)
+            fit = _fit_block(block, params, layout, latency_ms, max_iters, held, final=True)
             x = fit.params.as_vector()
             intervals = _data_intervals(fit.residual, fit.result.jac, len(x))
             values += _fitted_values(replay, layout, x, intervals)
@@ -385,28 +439,39 @@ def _latency_value(latency_ms: float, curvature: float, residual: np.ndarray, pa
     return FittedValue("latency", None, "latency", latency_ms / 1000.0, latency_ms / 1000.0, 0.0, half_ms / 1000.0, "s", identifiable, reason)
 
 
+SERVO_ARMATURE = (
+    "held at the training model's on a servo joint: a stiff servo's motion fixes each torque over the inertia, so gains, torque cap, "
+    "damping and friction scaled with the armature move a light joint alike; held, they are fitted as torques on the training model"
+)
 _UNITS = {"damping": "N·m·s/rad", "frictionloss": "N·m", "armature": "kg·m²", "kp": "x", "kv": "x", "torque_limit": "N·m"}
+_SERVO_UNITS = {"kp": "N·m/rad", "kv": "N·m·s/rad"}  # a servo's gains are its own loop's, against the model's actuator
 
 
 def _fitted_values(replay: ReplayModel, layout: _Layout, x: np.ndarray, intervals: np.ndarray) -> list[FittedValue]:
-    """The scales ``x`` of ``layout`` as values in units, with their intervals and identifiability."""
+    """The scales ``x`` of ``layout`` as values in units, with their intervals and identifiability.
+
+    An impedance motor's kp and kv are scales of the gains each command sent
+    (which vary tick by tick); a servo's are its loop's gains in N·m/rad and
+    N·m·s/rad, against the model's actuator kp and kv it is replayed with.
+    """
     nominal = MotorValues.nominal(replay)
     base = {
         "damping": nominal.damping,
         "frictionloss": nominal.frictionloss,
         "armature": nominal.armature,
-        "kp": nominal.kp_scale,
-        "kv": nominal.kv_scale,
+        "kp": np.where(replay.servo, replay.model_kp, nominal.kp_scale),
+        "kv": np.where(replay.servo, replay.model_kv, nominal.kv_scale),
         "torque_limit": nominal.torque_limit,
     }
     out = []
     for (motor, quantity), scale, half in zip(layout.entries, x, intervals):
         unit_value = float(base[quantity][motor])
         identifiable, reason = _identified(scale, float(half))
+        unit = _SERVO_UNITS.get(quantity, _UNITS[quantity]) if replay.servo[motor] else _UNITS[quantity]
         out.append(
             FittedValue(
                 name=f"{replay.joints[motor]}.{quantity}", joint=replay.joints[motor], quantity=quantity, scale=float(scale),
-                value=float(scale * unit_value), nominal=unit_value, interval=float(half) * unit_value, unit=_UNITS[quantity],
+                value=float(scale * unit_value), nominal=unit_value, interval=float(half) * unit_value, unit=unit,
                 identifiable=identifiable, reason=reason,
             )
         )
