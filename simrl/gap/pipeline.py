@@ -263,7 +263,10 @@ def _servo_notes(replay: ReplayModel, recordings: list[Recording]) -> list[str]:
     gains = ", ".join(f"{j} {kp:.4g}/{kv:.4g}" for j, kp, kv, s in zip(replay.joints, replay.model_kp, replay.model_kv, replay.servo) if s)
     notes = [
         f"{', '.join(servos)} close their own position loop (control law servo): the replay runs it at the model's actuator kp/kv "
-        f"({gains} N·m/rad / N·m·s/rad), so their kp and kv below are the servo loop's effective gains against the model's"
+        f"({gains} N·m/rad / N·m·s/rad), so their kp and kv below are the servo loop's effective gains against the model's "
+        "(a servo's dead zone, which the model lacks, reads as a lower kp); a stiff servo's replay is chaotic in its parameters, "
+        "which the 95 % intervals count as noise, so they read narrow (on the emulated SO-101 half the true values fell outside "
+        "them): trust the held-out log's RMSE (--validate) over the intervals"
     ]
     for rec in recordings:
         if rec.capped.any():
