@@ -15,6 +15,14 @@ centred on the fitted values:
 - the latency becomes ``latency_steps`` + ``latency_substeps`` around the fitted
   delay, at least ``LATENCY_FLOOR_S`` either way (the bus and the physics step
   jitter by about that much).
+
+Every range is a scale of the training model's value, which is what the
+profile's kinds scale in training: ``actuator_kp`` / ``actuator_kv`` scale the
+MJCF servo's gains, so for an impedance motor (its commanded gains are the
+MJCF's) the fitted applied / commanded ratio, and for a position servo its
+loop's effective gain over the model's, which the fit measured directly;
+``actuator_force_limit`` scales the MJCF force range, the rated torque either
+fit is against.
 """
 
 from __future__ import annotations
