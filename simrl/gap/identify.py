@@ -79,7 +79,7 @@ FD_STEP = 1e-4
 FD_STEP_SERVO = 3e-2
 # Where a servo block's final fit starts (every scale at once). On that rugged cost a run stops in the nearest dip:
 # on the wrists, runs from these starts ended 2-5x apart in cost; the lowest is kept (on 30 s of a synthetic SO-101
-# servo plant: kp and cap within 2.5 % of the truth's on four joints, kp 11 % high on wrist_flex). The starts span
+# servo plant: kp and cap within 3.5 % of the truth's on four joints, kp 11 % high on wrist_flex). The starts span
 # the servo strengths a sagging supply or a softer loop make plausible.
 SERVO_STARTS = (1.0, 0.85, 0.7, 1.2)
 # Stop when a step changes no parameter by more than this share (scales ~1: 0.01 % is far below any interval).
