@@ -73,9 +73,10 @@ FD_STEP = 1e-4
 # ... for a block with a position servo. At the training model's stiff servo (the SO-101's kp 998 N·m/rad saturates
 # 3.4 mrad from its goal, and a 5 ms physics step crosses that while the joint moves, so the torque flips between the
 # caps from one step to the next) the replay is chaotic in its parameters: on a 30 s excitation of a synthetic SO-101
-# servo plant (tests/gap_logs.py), scaling wrist_flex's torque cap by 1 + 1e-5 moved its replay by 0.14 mrad rms, by 1 + 1e-2 no more (0.41
-# mrad). A 1e-4 difference measures that chatter, not the trend: Gauss-Newton stopped at the training model (every
-# scale 1.00, cost 5.8x the truth's); with 3 % steps it followed the trend (kp and cap within 10 % of the truth).
+# servo plant (tests/gap_logs.py), scaling wrist_flex's torque cap by 1 + 1e-5 moved its replay by 0.14 mrad rms, by 1
+# + 1e-2 no more (0.41 mrad). A 1e-4 difference measures that chatter, not the trend: Gauss-Newton stopped at the
+# training model (every scale 1.00, cost 5.8x the truth's); with 3 % steps it followed the trend (kp and cap within 10
+# % of the truth).
 FD_STEP_SERVO = 3e-2
 # Where a servo block's final fit starts (every scale at once). On that rugged cost a run stops in the nearest dip:
 # on the wrists, runs from these starts ended 2-5x apart in cost; the lowest is kept (on 30 s of a synthetic SO-101
@@ -90,8 +91,8 @@ QUANTITIES = ("damping", "frictionloss", "armature", "kp", "kv", "torque_limit")
 PROFILE_QUANTITIES = ("kp", "kv", "damping")
 # ... on a servo joint, with its torque cap: a stiff servo saturates in every move, so a weaker one lags as well. Its
 # motion is so sensitive to timing that the latency must land within a millisecond: on 12 s of a synthetic SO-101
-# servo plant, a profile without the cap read 28.7 ms for 29.6 (the truth's cost there 7x its cost at 29.6), and the dynamics
-# fitted at it took the difference (elbow damping x1.47 and cap x0.78 for x1.8 and x0.85).
+# servo plant, a profile without the cap read 28.7 ms for 29.6 (the truth's cost there 7x its cost at 30.0), and the
+# dynamics fitted at it took the difference (elbow damping x1.47 and cap x0.78 for x1.8 and x0.85).
 PROFILE_QUANTITIES_SERVO = PROFILE_QUANTITIES + ("torque_limit",)
 # The latency profile: a grid (ms) around the cross-correlation seed, and Gauss-Newton steps of the dynamics at each point.
 # 7.5 ms is three physics steps, well under the 20 ms between the cost's local minima.
