@@ -43,8 +43,12 @@ class Endpoint:
 
     @property
     def deploy_flags(self) -> list[str]:
-        """The ``simrl deploy`` flags for ``overrides``: ``["--port", "/dev/pts/5", "--calibration", FILE]``."""
-        return [token for key, value in self.overrides.items() for token in (f"--{key.removeprefix('bus.')}", str(value))]
+        """The ``simrl deploy`` flags for ``overrides``: ``["--port", "/dev/pts/5", "--calibration", FILE]``; a switch is ``--fd`` / ``--no-fd``."""
+        flags: list[str] = []
+        for key, value in self.overrides.items():
+            name = key.removeprefix("bus.")
+            flags += [f"--{name}" if value else f"--no-{name}"] if isinstance(value, bool) else [f"--{name}", str(value)]
+        return flags
 
 
 class EmulatedWire(Protocol):
