@@ -24,6 +24,7 @@ from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 
+from simrl.deploy.buses.dynamixel.settings import DYNAMIXEL_SERVOS
 from simrl.deploy.buses.feetech.protocol import BAUD_RATES
 from simrl.deploy.buses.feetech.settings import FEETECH_SERVOS
 from simrl.deploy.config import DeployConfig
@@ -127,12 +128,19 @@ def feetech_wire(plant: MotorPlant, config: DeployConfig, robot: Robot, seed: in
 
 
 def dynamixel_wire(plant: MotorPlant, config: DeployConfig, robot: Robot, seed: int) -> SerialWire:
-    """Dynamixel servos with the config's ids and models on ``plant``. Their encoders read tick 2048 at joint zero,
-    so the config's calibration must be the identity (offsets 0, signs +1)."""
-    calibrated = [m.joint for m in config.motors if m.offset != 0.0 or m.sign != 1]
-    if calibrated:
-        raise SimrlError(
-            f"the emulated Dynamixel servos read tick 2048 at joint zero, but {config.file} calibrates {', '.join(calibrated)}; "
-            "allowed with --emulate: offset 0 and sign 1 for every motor"
-        )
-    return SerialWire(DynamixelFirmware(plant, [(m.id, m.model) for m in config.motors], baud=config.bus.baud))
+    """Dynamixel servos with the config's ids and models on ``plant``, assembled with encoder zeros drawn from ``seed``, and
+    their calibration file.
+
+    A Dynamixel counts from its single-turn reading at power-on (the
+    firmware's docstring), so an arm powered on where a joint's encoder had
+    wrapped past 4095 would read a whole turn off its calibration. Each zero is
+    drawn where the home pose, at which the emulated arm powers on, reads
+    within 0..4095: an arm its owner could calibrate and run.
+    """
+    windows = []
+    for motor in config.motors:
+        home = int(round(robot.config.home[motor.joint] * TICKS_PER_TURN / (2 * math.pi)))
+        windows.append((max(0, -home), min(MAX_TICK, MAX_TICK - home)))
+    zeros = assembly_zeros(seed, windows)
+    firmware = DynamixelFirmware(plant, [(m.id, m.model) for m in config.motors], baud=config.bus.baud, encoder_zero=zeros)
+    return SerialWire(firmware, assembly_calibration(robot, config, zeros, DYNAMIXEL_SERVOS))
