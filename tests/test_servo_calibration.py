@@ -262,6 +262,14 @@ def test_the_gripper_range_spans_the_model_gripper_range(so101: Robot) -> None:
     np.testing.assert_allclose(grip, [-0.17453, 0.78540, 1.74533], atol=1e-5)
 
 
+def test_a_gripper_never_swept_maps_one_to_one_as_an_arm_joint(so101: Robot) -> None:
+    # 0..4095 is what LeRobot gives a motor it does not sweep (an OMX's factory file): no jaw travel to stretch over
+    gain, offset = joint_mapping(calibration_with(gripper={"range_min": 0, "range_max": 4095}), so101, FEETECH_SERVOS)
+    arm = [2025, 1995, 2012.5, 2036, 2047.5]
+    # 512 ticks past the middle 2047.5: an eighth of a turn, pi / 4 = 0.7853982 rad
+    assert joint_angles(gain, offset, arm + [2559.5])[5] == pytest.approx(0.7853982, abs=1e-7) and gain[5] == 1.0
+
+
 def test_the_4096_tick_turn_differs_from_lerobots_degrees_by_4096_over_4095(so101: Robot) -> None:
     calibration = calibration_with(shoulder_pan={"range_min": 1000, "range_max": 3000})
     gain, offset = joint_mapping(calibration, so101, FEETECH_SERVOS)

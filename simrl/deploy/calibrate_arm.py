@@ -15,7 +15,7 @@ from typing import Any, TextIO
 from simrl.deploy.buses import make_bus
 from simrl.deploy.buses.servo_settings import ServoBusSettings
 from simrl.deploy.config import load_deploy_config
-from simrl.deploy.servo_calibration import CalibrationPort, MotorCalibration, RangeSnapshot, calibrate, save_calibration
+from simrl.deploy.servo_calibration import CalibrationPort, MotorCalibration, RangeSnapshot, calibrate, factory_calibrate, save_calibration
 from simrl.errors import SimrlError
 from simrl.robots import load_robot
 
@@ -88,7 +88,11 @@ def calibrate_arm(robot: str, out: Path, terminal: Terminal, config: Path | None
 
     bus.open()
     try:
-        calibration = calibrate(bus, motors, deploy.bus.servos, middle_pose, watch, full_turn)
+        if deploy.bus.factory_calibrated:
+            terminal.say(f"{robot} ships calibrated by its maker: writing LeRobot's factory calibration (homing 0, 0..4095) to {', '.join(motors)}.")
+            calibration = factory_calibrate(bus, motors)
+        else:
+            calibration = calibrate(bus, motors, deploy.bus.servos, middle_pose, watch, full_turn)
     finally:
         bus.close()
     save_calibration(out, calibration)

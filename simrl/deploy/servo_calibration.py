@@ -257,7 +257,10 @@ def joint_mapping(
     Dynamixel driver ignores drive_mode. A gripper joint: LeRobot's 0..100 % of
     the recorded range goes linearly onto the model joint's range, range_min
     onto its low end (closed), or onto its high end when the host reverses;
-    ``gain`` is then the model span over the tick span in radians.
+    ``gain`` is then the model span over the tick span in radians. A gripper
+    whose range is the whole turn (0..4095) was never swept (LeRobot gives that
+    to every motor of an arm its maker calibrated, the OMX): the range says
+    nothing of the jaw's travel, so its ticks map one to one, as an arm joint's.
 
     One tick is 2 pi / 4096 rad here, the encoder's true resolution, so joint
     angles are real shaft angles, as the MuJoCo model's are. LeRobot's degrees
@@ -276,7 +279,8 @@ def joint_mapping(
         entry = calibration[joint]
         reversed_here = bool(entry.drive_mode) and not servos.drive_mode_in_servo
         direction = -1.0 if reversed_here else 1.0
-        if joint in robot.config.gripper_joints:
+        swept = (entry.range_min, entry.range_max) != (0, MAX_TICK)
+        if joint in robot.config.gripper_joints and swept:
             low, high = (float(v) for v in robot.model.jnt_range[robot.model.joint(joint).id])
             span = servos.ticks_to_radians(entry.range_max) - servos.ticks_to_radians(entry.range_min)
             gain[i] = direction * (high - low) / span
@@ -361,6 +365,17 @@ def apply_calibration(port: CalibrationPort, calibration: Mapping[str, MotorCali
     ``write_calibration`` does, so a file's ticks and the servos' agree and the servos refuse goals outside the range."""
     port.write_homing_offsets({joint: entry.homing_offset for joint, entry in calibration.items()})
     port.write_position_limits({joint: (entry.range_min, entry.range_max) for joint, entry in calibration.items()})
+
+
+def factory_calibrate(port: CalibrationPort, motors: Mapping[str, int]) -> dict[str, MotorCalibration]:
+    """LeRobot's calibration of an arm its maker calibrated (``omx_follower.py`` ``calibrate``): no pose, no sweep;
+    every motor gets homing 0, drive_mode 0 and 0..4095, stored in the servos and returned in ``motors`` order."""
+    port.prepare_for_calibration()
+    calibration = {
+        joint: MotorCalibration(id=servo_id, drive_mode=0, homing_offset=0, range_min=0, range_max=MAX_TICK) for joint, servo_id in motors.items()
+    }
+    apply_calibration(port, calibration)
+    return calibration
 
 
 def calibrate(

@@ -45,6 +45,20 @@ class ServoBusSettings(BusSettings):
     full_turn_motors: tuple[str, ...] = pydantic.Field(
         (), description="motors LeRobot's calibrate() gives 0..4095 instead of sweeping them (they turn all the way round)"
     )
+    factory_calibrated: bool = pydantic.Field(
+        False,
+        description="the maker assembles every joint's zero at tick 2048, and LeRobot calibrates by writing homing 0 and "
+        "0..4095 to every motor, with no pose and no sweep (a ROBOTIS OMX: omx_follower.py calibrate)",
+    )
+
+    @pydantic.model_validator(mode="after")
+    def _one_way_to_calibrate(self) -> "ServoBusSettings":
+        if self.factory_calibrated and self.full_turn_motors:
+            raise ValueError(
+                f"factory_calibrated = true and full_turn_motors = {list(self.full_turn_motors)}: a factory-calibrated arm "
+                "gives every motor 0..4095; allowed: one of them"
+            )
+        return self
 
     @pydantic.field_validator("calibration")
     @classmethod

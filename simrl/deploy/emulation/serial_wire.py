@@ -4,13 +4,16 @@ A pty is reachable from any process by its path, so the same ``SerialWire``
 serves a bus in this process and ``simrl emulate`` alike: the deploy settings
 that reach it are the port and the calibration file the wire wrote.
 
-An emulated servo arm is not calibrated at the factory, like a real one: each
-servo's encoder reads some tick at the model's joint zero (its magnet sat
-wherever it did at assembly; the firmwares' ``encoder_zero``), its
+An emulated servo arm is not calibrated at the factory, like a real SO-101 or
+Koch: each servo's encoder reads some tick at the model's joint zero (its
+magnet sat wherever it did at assembly; the firmwares' ``encoder_zero``), its
 Homing_Offset is 0, and only a calibration maps ticks onto joint angles. The
 wire writes the LeRobot calibration file a user would record on this arm
 (``assembly_calibration``), so a deploy runs through the same calibration path
 as on hardware, and a wrong tick convention anywhere shows up as a wrong pose.
+An arm its maker calibrates (``bus.factory_calibrated``: the OMX, assembled by
+ROBOTIS with every joint's zero at tick 2048) comes so, with LeRobot's factory
+file.
 """
 
 from __future__ import annotations
@@ -84,8 +87,11 @@ class SerialWire:
         yield Endpoint(where={key.removeprefix("bus."): value for key, value in overrides.items()}, overrides=overrides)
 
 
-def assembly_zeros(seed: int, windows: Sequence[tuple[int, int]]) -> list[int]:
-    """Each servo's encoder tick at the model's joint zero, as assembly left it: uniform over ``windows[i]`` (inclusive)."""
+def assembly_zeros(seed: int, windows: Sequence[tuple[int, int]], config: DeployConfig) -> list[int]:
+    """Each servo's encoder tick at the model's joint zero, as assembly left it: uniform over ``windows[i]`` (inclusive),
+    or half a turn (2048) on every servo of a factory-calibrated arm, whose maker assembles it there."""
+    if config.bus.factory_calibrated:
+        return [TICKS_PER_TURN // 2] * len(windows)
     rng = np.random.default_rng([seed, ASSEMBLY_STREAM])
     return [int(rng.integers(low, high, endpoint=True)) for low, high in windows]
 
@@ -99,8 +105,11 @@ def assembly_calibration(
     ``servo_calibration``), every servo reads its zero tick, so LeRobot's
     half-turn homing makes the pose read 2047. The sweep records each joint's
     travel, its MJCF range, as 2047 + angle / tick; the config's full-turn
-    motors get 0..4095 as LeRobot gives them.
+    motors get 0..4095 as LeRobot gives them. A factory-calibrated arm gets
+    LeRobot's factory file: homing 0 and 0..4095 everywhere.
     """
+    if config.bus.factory_calibrated:
+        return {m.joint: MotorCalibration(id=m.id, drive_mode=0, homing_offset=0, range_min=0, range_max=MAX_TICK) for m in config.motors}
     calibration = {}
     for motor, zero in zip(config.motors, zeros):
         if motor.joint in config.bus.full_turn_motors:
@@ -122,7 +131,7 @@ def feetech_wire(plant: MotorPlant, config: DeployConfig, robot: Robot, seed: in
     shipped = BAUD_RATES[POWER_ON["Baud_Rate"]]
     if config.bus.baud != shipped:
         raise SimrlError(f"{config.file}: field 'bus.baud' = {config.bus.baud}: the emulated servos run at {shipped} baud as shipped; allowed with --emulate: {shipped}")
-    zeros = assembly_zeros(seed, [(0, MAX_TICK - 1)] * len(config.motors))
+    zeros = assembly_zeros(seed, [(0, MAX_TICK - 1)] * len(config.motors), config)
     firmware = FeetechFirmware(plant, [m.id for m in config.motors], encoder_zero=zeros)
     return SerialWire(firmware, assembly_calibration(robot, config, zeros, FEETECH_SERVOS))
 
@@ -141,6 +150,6 @@ def dynamixel_wire(plant: MotorPlant, config: DeployConfig, robot: Robot, seed: 
     for motor in config.motors:
         home = int(round(robot.config.home[motor.joint] * TICKS_PER_TURN / (2 * math.pi)))
         windows.append((max(0, -home), min(MAX_TICK, MAX_TICK - home)))
-    zeros = assembly_zeros(seed, windows)
+    zeros = assembly_zeros(seed, windows, config)
     firmware = DynamixelFirmware(plant, [(m.id, m.model) for m in config.motors], baud=config.bus.baud, encoder_zero=zeros)
     return SerialWire(firmware, assembly_calibration(robot, config, zeros, DYNAMIXEL_SERVOS))
