@@ -96,7 +96,7 @@ class Plan:
         return log
 
     def calibration(self) -> Calibration:
-        """Joint space <-> motor space as the config's motor family gives it (a Feetech arm: its calibration file)."""
+        """Joint space <-> motor space as the config's motor family gives it (a servo arm: its calibration file)."""
         return Calibration.from_config(self.config, self.robot)
 
     def drive(self, bus: MotorBus, clock: Clock, log: DeployLog, stop: StopRequest) -> BridgeOutcome:
@@ -121,7 +121,7 @@ def prepare(request: DeployRequest) -> Plan:
     config = with_overrides(config, flags, robot)
     plan = _prepare_excitation(request, robot, config) if request.excitation is not None else _prepare_policy(request, robot, config)
     if not request.emulate:
-        plan.calibration()  # a Feetech arm without its calibration file is refused here, not after the bus opened
+        plan.calibration()  # a servo arm without its calibration file is refused here, not after the bus opened
     return plan
 
 

@@ -9,7 +9,7 @@ family's fields. The runtime (bridge, calibration, safety) reads only what is
 declared here: the common motor fields, ``impedance()``, and the bus block's
 two hooks, ``check_against_robot`` and ``joint_calibration`` (where a family's
 joint zero and direction come from: the file's ``offset``/``sign`` unless the
-family says otherwise, as Feetech does with LeRobot's calibration file).
+family says otherwise, as the serial servo families do with LeRobot's calibration file).
 """
 
 from __future__ import annotations

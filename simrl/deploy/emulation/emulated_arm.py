@@ -44,7 +44,7 @@ class EmulatedArm:
 
     The emulated motors use the config's ids, models and order, so the bus the
     bridge builds from the same config (with ``overrides()``) finds them.
-    ``seed`` also draws what the motor family leaves to chance (a Feetech
+    ``seed`` also draws what the motor family leaves to chance (a servo
     arm's encoder zeros).
     """
 

@@ -70,7 +70,7 @@ class EmulatedWire(Protocol):
 class WireBuilder(Protocol):
     def __call__(self, plant: "RealityPlant", config: "DeployConfig", robot: "Robot", seed: int) -> EmulatedWire:
         """The motors of ``config`` (ids, models, order) on ``plant``; ``seed`` draws what the family leaves to chance
-        (a Feetech arm's encoder zeros). Refuses, in one line, a config the emulated motors cannot honour."""
+        (a servo arm's encoder zeros). Refuses, in one line, a config the emulated motors cannot honour."""
 
 
 @dataclass(frozen=True)

@@ -271,6 +271,11 @@ VELOCITY_UNIT = 0.229 * 2.0 * math.pi / 60.0  # rad/s per Present/Goal Velocity 
 EXTENDED_POSITION_RANGE = 1_048_575  # Goal Position range outside position mode (control_table_goal_position_2.md)
 POSITION_MODES = frozenset({3, 4, 5})  # position, extended position, current-based position
 CURRENT_MODE, VELOCITY_MODE, POSITION_MODE, EXTENDED_POSITION_MODE, CURRENT_POSITION_MODE, PWM_MODE = 0, 1, 3, 4, 5, 16
+HOMING_OFFSET_LIMIT = 1_044_479  # Homing Offset (20) range, -255 ~ 255 rev (x/homing_offset.md)
+# x/homing_offset.md: in Position Control Mode an offset beyond +-1,024 is ignored; the other position modes take any
+POSITION_MODE_HOMING_LIMIT = 1_024
+MAX_GAIN = 16_383  # the P/I/D and velocity gains' range (x/position_pid_gain.md, x/velocity_pi_gain.md)
+DRIVE_MODE_REVERSE = 0x01  # Drive Mode (10) bit 0: Reverse Mode, Goal and Present Position counted the other way (x/drive_mode.md)
 
 
 @dataclass(frozen=True)
@@ -369,7 +374,7 @@ def _x_series(
         Register("operating_mode", 11, 1, True, 3),  # range: the model's modes
         Register("secondary_id", 12, 1, True, 255),  # 0 ~ 252; 253 and up switch it off
         limit("protocol_type", 13, 1),
-        Register("homing_offset", 20, 4, True, 0, -1_044_479, 1_044_479, signed=True),
+        Register("homing_offset", 20, 4, True, 0, -HOMING_OFFSET_LIMIT, HOMING_OFFSET_LIMIT, signed=True),
         Register("moving_threshold", 24, 4, True, 10, 0, 1_023),
         limit("temperature_limit", 31, 1),
         limit("max_voltage_limit", 32, 2),
@@ -384,13 +389,13 @@ def _x_series(
         Register("status_return_level", 68, 1, True, 2, 0, 2),
         Register("registered_instruction", 69, 1, False),
         Register("hardware_error_status", 70, 1, False),
-        Register("velocity_i_gain", 76, 2, True, vi, 0, 16_383),
-        Register("velocity_p_gain", 78, 2, True, vp, 0, 16_383),
-        Register("position_d_gain", 80, 2, True, pd, 0, 16_383),
-        Register("position_i_gain", 82, 2, True, pi, 0, 16_383),
-        Register("position_p_gain", 84, 2, True, pp, 0, 16_383),
-        Register("feedforward_2nd_gain", 88, 2, True, 0, 0, 16_383),
-        Register("feedforward_1st_gain", 90, 2, True, 0, 0, 16_383),
+        Register("velocity_i_gain", 76, 2, True, vi, 0, MAX_GAIN),
+        Register("velocity_p_gain", 78, 2, True, vp, 0, MAX_GAIN),
+        Register("position_d_gain", 80, 2, True, pd, 0, MAX_GAIN),
+        Register("position_i_gain", 82, 2, True, pi, 0, MAX_GAIN),
+        Register("position_p_gain", 84, 2, True, pp, 0, MAX_GAIN),
+        Register("feedforward_2nd_gain", 88, 2, True, 0, 0, MAX_GAIN),
+        Register("feedforward_1st_gain", 90, 2, True, 0, 0, MAX_GAIN),
         Register("bus_watchdog", 98, 1, True, 0, 0, 127),  # 1 ~ 127 x 20 ms, 0 off
         Register("goal_pwm", 100, 2, True, PWM_FULL_SCALE, signed=True),  # limit: +-PWM Limit (36)
         Register("goal_velocity", 104, 4, True, 0, signed=True),  # limit: +-Velocity Limit (44)
