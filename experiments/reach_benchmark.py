@@ -29,7 +29,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
-LIMIT_S = {"so101": 180.0, "openarm": 300.0, "fr3": 300.0}  # the budgets, compilation included
+LIMIT_S = {"so101": 180.0, "openarm": 300.0, "fr3": 300.0, "omx": 180.0}  # the issues' budgets, compilation included (omx: none set; the so101's, a like-sized arm)
 TARGET = 0.95
 
 
