@@ -32,7 +32,9 @@ bit 0 from the file's drive_mode, which LeRobot's ``read_calibration`` reads
 back from that register (``servo_calibration``). It reads each servo's
 EEPROM block once and writes only the items that differ; a refused write is
 an error naming the motor. Goals are clamped to the calibrated range (in
-extended position mode the servo no longer clamps them itself).
+extended position mode the servo no longer clamps them itself). A current-based
+position motor gets its ``goal_current`` as Goal Current (else its Current
+Limit, as LeRobot leaves it), written only where it differs.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ import numpy as np
 
 from simrl.deploy.buses.base import BusError, MotorCommand, MotorReadings
 from simrl.deploy.buses.dynamixel import protocol as dxl
+from simrl.deploy.buses.dynamixel.settings import check_goal_current
 from simrl.deploy.buses.serial_port import WIRE_ERRORS, one_line, sleep_in_reads, wait_readable
 from simrl.deploy.servo_calibration import MotorCalibration
 from simrl.errors import SimrlError, did_you_mean
@@ -67,13 +70,15 @@ class DynamixelConfigError(SimrlError):
 @dataclass(frozen=True)
 class DynamixelMotor:
     """One servo on the bus: its name, id, model (a ``protocol.MODELS`` key such as ``"xl430-w250"``), operating mode
-    (a ``MODES`` key) and the Position P, I, D gains to write (None: keep the servo's)."""
+    (a ``MODES`` key), the Position P, I, D gains to write (None: keep the servo's) and, in current-based position
+    mode, the Goal Current to write (the model's current units; None: the servo's Current Limit)."""
 
     name: str
     id: int
     model: str
     mode: str = "extended_position"
     gains: tuple[int, int, int] | None = None
+    goal_current: int | None = None
 
     def __post_init__(self) -> None:
         if self.model not in dxl.MODELS:
@@ -89,6 +94,11 @@ class DynamixelMotor:
             raise DynamixelConfigError(f"Dynamixel motor '{self.name}': mode '{self.mode}'{why}; allowed on the {self.model}: {', '.join(allowed)}")
         if self.gains is not None and not all(0 <= g <= dxl.MAX_GAIN for g in self.gains):
             raise DynamixelConfigError(f"Dynamixel motor '{self.name}': gains {self.gains}; allowed: 0..{dxl.MAX_GAIN} each")
+        if self.goal_current is not None:
+            try:
+                check_goal_current(self.model, self.mode, self.goal_current)
+            except ValueError as exc:
+                raise DynamixelConfigError(f"Dynamixel motor '{self.name}': {exc}") from None
 
     @property
     def spec(self) -> dxl.ServoModel:
@@ -208,7 +218,7 @@ class DynamixelBus:
             self._pwm_limit[i] = _item(m.spec, eeprom, EEPROM_BLOCK[0], "pwm_limit")
             self._position_range[i] = self._goal_range(i, eeprom)
             if m.operating_mode == dxl.CURRENT_POSITION_MODE:
-                self._write(i, "goal_current", _item(m.spec, eeprom, EEPROM_BLOCK[0], "current_limit"))
+                self._configure_goal_current(i, _item(m.spec, eeprom, EEPROM_BLOCK[0], "current_limit"))
             self._write(i, "goal_pwm", int(self._pwm_limit[i]))
             low, high = self._position_range[i]  # an arm resting past its calibrated stop is held at the stop
             present = int.from_bytes(self._read(i, 132, 4)[1], "little", signed=True)
@@ -368,6 +378,20 @@ class DynamixelBus:
         for item, value in targets.items():
             if _item(spec, block, start, item) != value:
                 self._write(i, item, value)
+
+    def _configure_goal_current(self, i: int, current_limit: int) -> None:
+        """Goal Current (102): the motor's ``goal_current``, else the servo's Current Limit; written only where it differs.
+        One above the servo's Current Limit, which the servo would refuse, is refused naming both."""
+        m = self._motors[i]
+        goal = current_limit if m.goal_current is None else m.goal_current
+        if goal > current_limit:
+            raise BusError(
+                f"{self._label(i)}: goal_current {goal} is above the servo's Current Limit (38) {current_limit}; allowed: "
+                f"0..{current_limit} (or raise the servo's Current Limit)"
+            )
+        register = m.spec.register("goal_current")
+        if register.decode(self._read(i, register.address, register.size)[1]) != goal:
+            self._write(i, "goal_current", goal)
 
     def _label(self, i: int) -> str:
         m = self._motors[i]
