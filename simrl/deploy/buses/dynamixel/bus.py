@@ -35,6 +35,15 @@ an error naming the motor. Goals are clamped to the calibrated range (in
 extended position mode the servo no longer clamps them itself). A current-based
 position motor gets its ``goal_current`` as Goal Current (else its Current
 Limit, as LeRobot leaves it), written only where it differs.
+
+A Dynamixel counts from its reading within one turn at power-on (e-manual
+``x/goal_position.md``), so a joint powered on where its encoder had wrapped
+reads a whole turn off its calibration, and holding the calibrated range would
+drive it a turn. ``enable`` refuses (``BusError``, torque still off) a motor
+whose Present Position lies outside its calibrated range by more than
+``WRAP_MARGIN``: farther than a joint rests past the ends its owner swept, and
+less than the turn a wrap puts between them (for a range narrower than three
+quarters of a turn; a wider one cannot tell a wrap from a pose).
 """
 
 from __future__ import annotations
@@ -61,6 +70,7 @@ EEPROM_BLOCK = (9, 47)  # Return Delay Time (9) .. Min Position Limit (52, 4 byt
 GAIN_BLOCK = (80, 6)  # Position D (80), I (82), P (84) Gain
 STATE_ADDRESS, STATE_LENGTH = 126, 10  # Present Current/Load (126, 2), Present Velocity (128, 4), Present Position (132, 4)
 STATUS_OVERHEAD = 11  # header 4, id, length 2, instruction, error, CRC 2 (protocol2.md "Status Packet")
+WRAP_MARGIN = dxl.TICKS_PER_REV // 4  # ticks past a calibrated end that ``enable`` still takes for a real pose (a quarter turn)
 
 
 class DynamixelConfigError(SimrlError):
@@ -222,6 +232,8 @@ class DynamixelBus:
             self._write(i, "goal_pwm", int(self._pwm_limit[i]))
             low, high = self._position_range[i]  # an arm resting past its calibrated stop is held at the stop
             present = int.from_bytes(self._read(i, 132, 4)[1], "little", signed=True)
+            if entry is not None:
+                self._check_not_wrapped(i, present, low, high)
             self._write(i, "goal_position", min(max(present, low), high))
         self._sent_pwm = [int(v) for v in self._pwm_limit]
         for i in range(len(self._motors)):
@@ -378,6 +390,16 @@ class DynamixelBus:
         for item, value in targets.items():
             if _item(spec, block, start, item) != value:
                 self._write(i, item, value)
+
+    def _check_not_wrapped(self, i: int, present: int, low: int, high: int) -> None:
+        """Refuse a reading farther than ``WRAP_MARGIN`` outside the calibrated range ``low..high`` (the module docstring)."""
+        outside = max(low - present, present - high)
+        if outside > WRAP_MARGIN:
+            raise BusError(
+                f"{self._label(i)}: Present Position {present} lies {outside} ticks outside its calibrated range {low}..{high} "
+                f"(more than {WRAP_MARGIN}): powered on past its encoder's wrap, it reads a whole turn off and would be driven "
+                "a turn; with the power off, move the joint into its range by hand, then power on again"
+            )
 
     def _configure_goal_current(self, i: int, current_limit: int) -> None:
         """Goal Current (102): the motor's ``goal_current``, else the servo's Current Limit; written only where it differs.
