@@ -30,6 +30,7 @@ had. Training takes about 2-3 minutes on an idle 2-core machine; the deploys abo
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import signal
@@ -155,33 +156,58 @@ def sustained(rows: list[dict[str, Any]]) -> float | None:
     return max(ok) if ok else None
 
 
-def serial_sync_bytes(servos: int, header: int, per_reply: int, state_bytes: int, goal_bytes: int) -> dict[str, int]:
-    """Bytes on a serial servo bus per tick: a sync read of the state block (request, one status reply per servo),
-    a sync write of the goals (no reply), then the second state read of the tick.
+@dataclass(frozen=True)
+class SerialBus:
+    """What sets a serial servo bus's wire time per tick: its packets' framing and the control-table items a tick moves."""
 
-    ``header``: a packet's bytes besides its parameters; ``per_reply``: a status packet's bytes besides its data.
-    """
-    read = (header + 2 + servos) + servos * (per_reply + state_bytes)  # request params: address, length, ids
-    command = header + 2 + servos * (1 + goal_bytes)  # params: address, length, then id + goal per servo
+    header: int  # an instruction packet's bytes besides its parameters
+    address: int  # the parameter bytes that name the item and its length (sync read and sync write alike)
+    per_reply: int  # a status packet's bytes besides its data
+    state: str  # the items a state read covers
+    state_bytes: int
+    goal: str  # the item the command writes
+    goal_bytes: int
+    framing: str  # the packet layout these numbers come from
+
+
+# scservo_sdk packets FF FF ID LEN INST PARAMS CHK: 6 bytes besides the parameters, address and length 1 byte each; a
+# status packet FF FF ID LEN ERR DATA CHK: 6 besides its data. State: Present_Position, _Velocity, _Load (6 bytes from 56).
+FEETECH_WIRE = SerialBus(6, 2, 6, "Present_Position, _Velocity, _Load", 6, "Goal_Position", 2,
+                         "Feetech packets carry 6 bytes besides their parameters or data")
+# Protocol 2.0 (e-manual protocol2.md): FF FF FD 00 ID LEN LEN INST PARAMS CRC CRC, 10 bytes besides the parameters,
+# address and length 2 bytes each; a status packet adds INST 0x55 and the error byte: 11 besides its data. State:
+# Present Current/Load, Velocity, Position (items 126..135, 10 bytes); goal: Goal Position (4 bytes).
+DYNAMIXEL_WIRE = SerialBus(10, 4, 11, "Present Current or Load, Present Velocity, Present Position", 10, "Goal Position", 4,
+                           "Protocol 2.0 packets carry 10 bytes besides their parameters, a status packet 11 besides its data")
+
+
+def serial_sync_bytes(servos: int, bus: SerialBus) -> dict[str, int]:
+    """Bytes on a serial servo bus per tick: a sync read of the state block (request, one status reply per servo),
+    a sync write of the goals (no reply), then the second state read of the tick."""
+    read = (bus.header + bus.address + servos) + servos * (bus.per_reply + bus.state_bytes)  # request params: item, ids
+    command = bus.header + bus.address + servos * (1 + bus.goal_bytes)  # params: item, then id + goal per servo
     return {"read": read, "command": command, "tick": 2 * read + command}
 
 
-def feetech_ceiling(result: dict[str, Any]) -> list[str]:
-    """Why a Feetech (SO-101) loop tops out where it does: the paced bus and late replies."""
-    # scservo_sdk packets FF FF ID LEN INST PARAMS CHK: 6 bytes besides the parameters; a status packet FF FF ID LEN ERR
-    # DATA CHK: 6 besides its data. State: Present_Position, _Velocity, _Load (6 bytes from 56); goal: 2 bytes.
-    wire = serial_sync_bytes(len(result["deploy_50hz"]["final_enabled"]), 6, 6, 6, 2)
+def serial_ceiling(bus: SerialBus, result: dict[str, Any]) -> list[str]:
+    """Why a serial servo loop (Feetech, Dynamixel) tops out where it does: the paced bus and late replies."""
+    main = result["deploy_50hz"]
+    wire = serial_sync_bytes(len(main["final_enabled"]), bus)
+    baud = result["bus_baud"]
+    command_ms = wire["command"] * 10 * 1000 / baud
+    tick_ms = 2 * (main["read_p50_ms"] or 0.0) + command_ms + (main["inference_p99_ms"] or 0.0)
     return [
-        "Each tick reads the state (sync read of Present_Position, _Velocity, _Load) and sends the command (sync write of",
-        f"Goal_Position) followed by a second state read: {wire['tick']} bytes, {wire['tick'] * 10 / 1000:.2f} ms of a 1 Mbaud line at",
-        "10 bits a byte (the pty paces every byte so), before the servos' Return_Delay_Time (0) and a USB adapter's latency,",
-        "which the pty does not model. With the loop's own work (the read p50 above plus inference) a tick needs about 4 ms,",
-        "so the wire and the loop would carry about 250 Hz. What stops the sweep earlier is the late reply: the reply timeout",
-        "is 40 % of the period, and a read that misses it waits the whole timeout, twice a tick, so at 100 Hz one late reply",
-        "makes an overrun. Replies come late when the emulator's Python threads (the pty pacing, the physics clock) or the loop",
-        "do not get a CPU in time on this shared 2-core virtual machine (the steal column: time the host gave these CPUs to",
-        "other machines). A bus that only wrote goals and read positions (2 bytes each) would need about 10 bytes per servo",
-        "each way, as the issue estimates; this one also reads velocity and load, which the observation and the log use.",
+        f"Each tick reads the state (a sync read of {bus.state}) and sends the command (a sync write of {bus.goal})",
+        f"followed by a second state read: {wire['tick']} bytes ({bus.framing}), {wire['tick'] * 10 * 1000 / baud:.2f} ms of a",
+        f"{baud / 1e6:g} Mbaud line at 10 bits a byte (the pty paces every byte so), before the servos' Return Delay Time (0)",
+        "and a USB adapter's latency, which the pty does not model. With the loop's own work (two state reads at their p50",
+        f"above, the command's {command_ms:.2f} ms on the wire, inference p99) a tick needs about {tick_ms:.1f} ms, so the wire",
+        f"and the loop would carry about {1000 / tick_ms:.0f} Hz. What stops the sweep earlier is the late reply: the reply",
+        "timeout is 40 % of the period, and a read that misses it waits the whole timeout, twice a tick, so at 100 Hz one late",
+        "reply makes an overrun. Replies come late when the emulator's Python threads (the pty pacing, the physics clock) or",
+        "the loop do not get a CPU in time on this shared 2-core virtual machine (the steal column: time the host gave these",
+        "CPUs to other machines). A bus that only wrote goals and read positions would move fewer bytes; this one also reads",
+        "velocity and load or current, which the observation and the log use.",
     ]
 
 
@@ -200,7 +226,11 @@ def damiao_ceiling(result: dict[str, Any]) -> list[str]:
     ]
 
 
-CEILINGS: dict[str, Callable[[dict[str, Any]], list[str]]] = {"feetech": feetech_ceiling, "damiao": damiao_ceiling}
+CEILINGS: dict[str, Callable[[dict[str, Any]], list[str]]] = {
+    "feetech": functools.partial(serial_ceiling, FEETECH_WIRE),
+    "dynamixel": functools.partial(serial_ceiling, DYNAMIXEL_WIRE),
+    "damiao": damiao_ceiling,
+}
 
 
 def _fmt(value: Any, digits: int = 3) -> str:
@@ -364,6 +394,7 @@ def main() -> None:
     result = {
         "robot": args.robot,
         "bus_kind": arm.config.bus.kind,
+        "bus_baud": getattr(arm.config.bus, "baud", None),  # a serial bus's line rate
         "config": None if args.config is None else str(args.config),
         "measured": time.strftime("%Y-%m-%d %H:%M"),
         "cpus": os.cpu_count(),

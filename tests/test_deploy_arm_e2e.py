@@ -17,7 +17,7 @@ SCRIPT = Path(__file__).parents[1] / "experiments" / "deploy_arm.py"
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("robot, motors", [("openarm", 8), ("so101", 6)])
+@pytest.mark.parametrize("robot, motors", [("openarm", 8), ("so101", 6), ("omx", 6)])
 def test_a_trained_policy_reaches_18_of_20_goals_on_the_emulated_arm_through_its_bus_at_50_hz(robot: str, motors: int, tmp_path: Path) -> None:
     command = [sys.executable, str(SCRIPT), "--robot", robot, "--out", str(tmp_path), "--sweep", "100"]
     done = subprocess.run(command, capture_output=True, text=True, timeout=1800)

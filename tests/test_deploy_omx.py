@@ -14,21 +14,25 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import mujoco
 import numpy as np
 import pytest
 
 from simrl.deploy import session
 from simrl.deploy.buses import make_bus
-from simrl.deploy.buses.dynamixel.bus import DynamixelBus
+from simrl.deploy.buses.base import BusError, MotorCommand
+from simrl.deploy.buses.dynamixel import protocol as dxl
+from simrl.deploy.buses.dynamixel.bus import MODES, DynamixelBus
 from simrl.deploy.config import load_deploy_config
-from simrl.deploy.emulation.dynamixel_firmware import DynamixelFirmware
-from simrl.deploy.emulation.emulated_arm import motor_torque_limits
+from simrl.deploy.emulation.dynamixel_firmware import DynamixelFirmware, rated_torques
+from simrl.deploy.emulation.emulated_arm import EmulatedArm
 from simrl.deploy.emulation.reality import RealityPlant, load_reality
 from simrl.deploy.emulation.serial_link import PtySerialLink
 from simrl.deploy.log import PHASE_POLICY, read_log
 from simrl.errors import SimrlError
 from simrl.robots import Robot, load_robot
 from tests.cli import assert_one_line_error, run_simrl, simrl_command
+from tests.dynamixel_wire import Recording, patient_sdk, sdk_frame, with_crc  # noqa: F401 (fixture)
 from tests.test_deploy import TIMEOUT, read_line, write_policy
 
 TICK = 2 * math.pi / 4096
@@ -99,11 +103,103 @@ def test_a_factory_calibrated_arm_has_no_full_turn_motors(tmp_path: Path, omx: R
     assert "factory_calibrated = true and full_turn_motors = ['wrist_roll']: a factory-calibrated arm gives every motor 0..4095; allowed: one of them" in config_error(omx, path)
 
 
+def test_a_goal_current_the_gripper_cannot_hold_or_on_a_position_motor_is_refused(tmp_path: Path, omx: Robot) -> None:
+    path = tmp_path / "omx.yaml"
+    path.write_text(SHIPPED.read_text().replace("goal_current: 600", "goal_current: 1751"))
+    message = config_error(omx, path)  # the XL330-M288's Current Limit (38) range is 0 ~ 1,750 (e-manual xl330-m288.md)
+    assert "field 'motors.5' = " in message and message.endswith("goal_current = 1751: the xl330-m288's Current Limit reaches 1750; allowed: 1..1750")
+    path.write_text(SHIPPED.read_text().replace("{joint: wrist_roll, id: 15, model: xl330-m288}", "{joint: wrist_roll, id: 15, model: xl330-m288, goal_current: 300}"))
+    message = config_error(omx, path)
+    assert "field 'motors.4' = " in message
+    assert message.endswith("goal_current = 300 with mode = 'extended_position', which ignores it; allowed: mode current_position")
+
+
+# ---------------------------------------------------------------- one servo model: the MJCF equals the emulated servos'
+
+
+def test_the_models_servos_are_the_servo_table_at_the_gains_and_goal_current_the_file_sets(omx: Robot, factory_file: Path) -> None:
+    """robots/omx/robot.xml's actuators and joint damping are what protocol.py's servo table (which the emulated servos
+    run) gives for deploy/omx.yaml's gains, else the factory's, and its gripper Goal Current: neither can drift alone.
+    (The table's own numbers are checked by hand in tests/test_dynamixel_protocol.py.)"""
+    config = load_deploy_config(omx, overrides={"bus.calibration": str(factory_file)})
+    assert [m.goal_current for m in config.motors] == [None] * 5 + [600]  # ROBOTIS' 600 mA on the gripper
+    for motor in config.motors:
+        spec, mode = dxl.MODELS[motor.model], MODES[motor.mode]
+        p_gain, i_gain, d_gain = motor.gains or tuple(spec.register(f"position_{g}_gain").default for g in "pid")
+        assert i_gain == 0, motor.joint  # the model has no integral action
+        actuator = omx.model.actuator(motor.joint)
+        if mode == dxl.CURRENT_POSITION_MODE:  # Goal Current caps the loop's current: the force limit
+            limit = dxl.current_torque(spec, motor.goal_current or spec.register("current_limit").default)
+        else:
+            limit = spec.stall_torque  # full duty
+        assert actuator.gainprm[0] == pytest.approx(dxl.position_kp(spec, p_gain, mode), rel=1e-3), motor.joint
+        assert -actuator.biasprm[2] == pytest.approx(dxl.position_kv(spec, d_gain, mode), rel=1e-3), motor.joint
+        np.testing.assert_allclose(actuator.forcerange, [-limit, limit], rtol=1e-3, err_msg=motor.joint)
+        damping = omx.model.dof_damping[omx.model.joint(motor.joint).dofadr[0]]
+        assert damping == pytest.approx(dxl.back_emf_damping(spec), rel=1e-3), motor.joint
+
+
+def test_under_no_reality_the_emulated_omx_moves_exactly_as_the_training_model(omx: Robot, patient_sdk: None) -> None:
+    """Enabled through deploy/omx.yaml and stepped to targets that drive the XL330s and the gripper into their torque
+    limits, the emulated arm (reality none) and the MJCF follow the same path: within 0.1 mrad after 1 s, the spread the
+    MJCF's gains written to 4 digits leave. The gaps the emulated servos had before they ran the model's table show by far
+    more: the XL330s' P read at 1/128 instead of 1/256, 15 mrad; the gripper at its 1,750 mA Current Limit, 2.9 mrad."""
+    targets = TICK * np.array([300, -200, 250, -400, 500, 521])  # whole ticks, so the goals the servos hold are these
+    arm = EmulatedArm(omx, load_deploy_config(omx), reality="none")
+    arm.wire.start()  # no physics clock: the plant moves only when advanced below
+    try:
+        with make_bus(load_deploy_config(omx, overrides=arm.overrides())) as bus:
+            bus.enable()
+            bus.exchange(MotorCommand.hold(targets, np.zeros(6), np.zeros(6)))
+            arm.plant.advance(1.0)
+            emulated = arm.plant.qpos
+    finally:
+        arm.wire.stop()
+    model = omx.model
+    data = mujoco.MjData(model)
+    data.qpos[:], data.ctrl[:] = omx.home_qpos, omx.home_ctrl
+    data.ctrl[np.concatenate([omx.arm_actuators, omx.gripper_actuators])] = targets
+    for _ in range(round(1.0 / model.opt.timestep)):
+        mujoco.mj_step(model, data)
+    assert np.abs(data.qpos - omx.home_qpos).max() > 0.5  # the step moved the arm
+    np.testing.assert_allclose(emulated, data.qpos, atol=1e-4)
+
+
+def test_enable_writes_the_grippers_goal_current_once_in_a_hand_computed_packet(omx: Robot, factory_file: Path, patient_sdk: None) -> None:
+    plant = RealityPlant(omx, load_reality("none", omx, 0), JOINTS, rated_torques(MODELS))
+    recording = Recording(DynamixelFirmware(plant, list(zip(IDS, MODELS))))
+
+    def goal_current_writes() -> list[bytes]:  # WRITE packets to Goal Current (102 = 0x66): byte 7 instruction, 8-9 address
+        stream = bytes(recording.received)
+        return [stream[at : at + 14] for at in range(len(stream)) if stream[at : at + 10].hex() == "fffffd00100700036600"]
+
+    with PtySerialLink(recording) as link:
+        overrides = {"bus.calibration": str(factory_file), "bus.port": link.port}
+        with make_bus(load_deploy_config(omx, overrides=overrides)) as bus:
+            bus.enable()
+            # FF FF FD 00, id 16 = 0x10, LEN 7, WRITE 03, address 0x66 0x00, 600 mA = 0x0258 little-endian; CRC by hand's route
+            assert goal_current_writes() == [with_crc(bytes.fromhex("FF FF FD 00 10 07 00 03 66 00 58 02"))]
+            bus.disable()
+            recording.clear()
+            bus.enable()  # the servo holds 600 now (RAM keeps it until power-off): not written again
+            assert goal_current_writes() == []
+            bus.disable()
+            # a servo whose owner lowered its Current Limit (38, EEPROM) to 500 mA = 0x01F4 cannot take 600
+            (reply,) = recording.firmware.receive(sdk_frame(16, dxl.Instruction.WRITE, bytes([38, 0, 0xF4, 0x01])))
+            assert reply.data[8] == 0  # no error
+            with pytest.raises(BusError) as error:
+                bus.enable()
+    assert str(error.value) == (
+        f"Dynamixel motor 'gripper' (id 16) on '{link.port}': goal_current 600 is above the servo's Current Limit (38) 500; "
+        "allowed: 0..500 (or raise the servo's Current Limit)"
+    )
+
+
 # ---------------------------------------------------------------- the emulated OMX
 
 
 def test_simrl_calibrate_writes_lerobots_factory_file_on_the_emulated_omx(tmp_path: Path, omx: Robot) -> None:
-    plant = RealityPlant(omx, load_reality("none", omx, 0), JOINTS, motor_torque_limits(omx, JOINTS))
+    plant = RealityPlant(omx, load_reality("none", omx, 0), JOINTS, rated_torques(MODELS))
     firmware = DynamixelFirmware(plant, list(zip(IDS, MODELS)))  # as ROBOTIS assembles it: every joint's zero at tick 2048
     out = tmp_path / "my-omx.json"
     with PtySerialLink(firmware) as link:

@@ -23,6 +23,7 @@ from typing import Iterator
 import numpy as np
 import pytest
 
+from simrl.deploy.buses.base import BusError
 from simrl.deploy.buses.dynamixel.bus import DynamixelBus, DynamixelMotor
 from simrl.deploy.buses.dynamixel.protocol import Instruction, PacketParser
 from simrl.deploy.buses.dynamixel.settings import DYNAMIXEL_SERVOS
@@ -240,8 +241,8 @@ def test_enable_writes_the_calibration_modes_and_gains_once_in_hand_computed_pac
         ]
         assert elbow[0] in sent and elbow[1] in sent and elbow[3] in sent and elbow[2] not in sent
         assert packet("FF FF FD 00 06 06 00 03 0B 00 05") in sent  # the gripper: current-based position (5)
-        # Goal Current (102 = 0x66) = Current Limit, the XL330's 1,750 mA = 0x06D6: the jaw presses with at most that
-        assert packet("FF FF FD 00 06 07 00 03 66 00 D6 06") in sent
+        # no goal_current given: Goal Current (102 = 0x66) stays the Current Limit, the XL330's 1,750 mA it powered on with
+        assert [p for p in sent if p[4] == 6 and p[8] == 0x66] == []
         configured.disable()
         recording.clear()
         configured.enable()  # the servos hold it all now: nothing in EEPROM (addresses below 64) is written again
@@ -286,3 +287,35 @@ def test_simrl_calibrate_walks_a_user_through_lerobots_procedure_on_the_emulated
     expected = json.loads(HAND_FILE)
     expected["gripper"].update(homing_offset=35, range_min=1421, range_max=2673)
     assert json.loads(out.read_text()) == expected
+
+
+# ---------------------------------------------------------------- a joint powered on past its encoder's wrap
+
+
+def test_enable_refuses_a_joint_powered_on_past_its_encoders_wrap_and_leaves_every_torque_off(
+    so101: Robot, hand_file: Path, patient_sdk: None
+) -> None:
+    # shoulder_lift's encoder reads 1000 at joint zero (ZEROS); at -1.6 rad = -1043.04 ticks it would read -43.04, but at
+    # power-on a Dynamixel counts from its reading within one turn: 4052.96, so 4053 + Homing Offset 1047 = 5100 where the
+    # file meant 2047 - 1043 = 1004; that is 5100 - 3185 = 1915 ticks past the calibrated range 909..3185.
+    calibration = load_calibration(hand_file, JOINTS, DYNAMIXEL_SERVOS)
+    plant = so101_plant(so101)
+    plant.place(1, -1.6)
+    firmware = DynamixelFirmware(plant, [(i, m) for _, i, m in KOCH], encoder_zero=ZEROS)  # powered on there
+    with PtySerialLink(firmware) as link:
+        with DynamixelBus(link.port, [DynamixelMotor(*motor) for motor in KOCH], calibration, reply_timeout=PATIENT_S) as bus:
+            with pytest.raises(BusError) as error:
+                bus.enable()
+            torque = [firmware.tables()[m][64] for m in range(6)]  # Torque Enable (64)
+    assert str(error.value) == (
+        f"Dynamixel motor 'shoulder_lift' (id 2) on '{link.port}': Present Position 5100 lies 1915 ticks outside its calibrated "
+        "range 909..3185 (more than 1024): powered on past its encoder's wrap, it reads a whole turn off and would be driven a "
+        "turn; with the power off, move the joint into its range by hand, then power on again"
+    )
+    assert torque == [0] * 6  # nothing drives the arm
+    # Powered on at -1.5 rad (-977.85 ticks) instead, the encoder reads 22.15: 22 + 1047 = 1069, inside the range; it enables.
+    plant.place(1, -1.5)
+    firmware.reset()
+    with PtySerialLink(firmware) as link:
+        with DynamixelBus(link.port, [DynamixelMotor(*motor) for motor in KOCH], calibration, reply_timeout=PATIENT_S) as bus:
+            assert bus.enable().position[1] == pytest.approx((1069 - 2048) * TICK)

@@ -63,7 +63,7 @@ ARMS = {
     "omx": Arm(
         n_arm=5, dims=(7, 7, 6), timestep=0.005, substeps=4,
         still_qvel=1e-4,  # the servos' gear friction holds them (hard friction constraint): measured ~4e-6 rad/s
-        servo_offset=0.08,  # P-only servos at factory gains: the XL330 wrist (kp 0.554) sags 0.052 rad at home, 0.066 after a step
+        servo_offset=0.08,  # P-only servos at factory gains: the XL330 wrist (kp 0.5985) sags 0.046 rad at home, 0.050 after a step
         euler_wdt=0.5,  # measured 0.25 (elbow, kp 12.95 on the 0.0047 kg m^2 XL430 armature)
         wdt_gripper=True,
         loaded_joint="elbow_flex",  # measured ~0.28 N m
@@ -181,7 +181,7 @@ def test_each_servo_reaches_a_step_target(robot: Robot, arm: Arm) -> None:
         mujoco.mj_forward(m, data)
         # At rest a position servo settles where kp * (target - q) carries the gravity the
         # controller does not compensate, give or take its friction band (~1 mrad on the stiff
-        # servos, up to 23 mrad on the omx's XL330s).
+        # servos, up to 21 mrad on the omx's XL330s).
         gravity = (data.qfrc_bias - data.qfrc_gravcomp)[robot.arm_dof_adr]
         off_equilibrium = (np.abs(q - (data.ctrl[robot.arm_actuators] - gravity / kp)) - stiction).max()
         others = np.array([a for a in robot.arm_qpos_adr if a != adr])

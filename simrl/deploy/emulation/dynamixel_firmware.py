@@ -28,21 +28,24 @@ What the emulator decides where the e-manual is silent (each a choice):
   here it reverses velocity, current and PWM too, one frame for all (the
   e-manual names only the positions for the X430/XL330).
 - The position loop acts on the plant as the MIT law
-  ``tau = kp (q_goal - q) - kd dq``, clipped to the model's stall torque times
-  the PWM share. The e-manual gives the controller's conversions (KPP = P/128,
-  KPD = D/16, KVP = VelP/128, output in PWM units) but not its units; we read
-  the output as PWM units of 885 = full duty = stall torque, the position
-  error in ticks and the derivative in ticks per millisecond:
-  ``kp = P/128 * 4096/(2 pi) / 885 * stall_torque`` (XM430-W350 at P 800:
-  18.9 N·m/rad, full duty at 12 deg of error), ``kd = back-EMF damping
-  (stall torque / no-load speed) + D/16 * 4096/(2 pi) * 1e-3 / 885 * stall``.
+  ``tau = kp (q_goal - q) - kd dq``, its gains those of the servo model
+  (``protocol.position_kp`` / ``position_kv``: the e-manual's conversions,
+  the measured P divisor where there is one, the motor's figures at the
+  supply simrl runs it at), the same statement a robot's MJCF servo must
+  equal (tests/test_deploy_omx.py). The motor's back-EMF is not in ``kd``:
+  like its armature and friction it belongs to the joint, which the plant's
+  model carries (robots/omx/robot.xml: damping = stall torque / no-load
+  speed, ``protocol.back_emf_damping``), so it is counted once. Velocity and
+  PWM modes likewise drive the joint and leave its back-EMF to the plant.
   Position I, feed-forward and the Profile items are not modelled (I and
   feed-forward are 0 by default; a profile of 0 means a step, as here).
 - Goal PWM (100) caps the torque at |Goal PWM| / 885 of the stall torque
-  (``plant.set_torque_limit``); in current-based position mode Goal Current
-  caps it too. At power-on Goal PWM = PWM Limit, Goal Current = Current
-  Limit and Goal Position = Present Position, so torque on holds the arm
-  where it is; torque on also takes Goal Position from Present Position.
+  (``plant.set_torque_limit``, a share of the plant motor's rated torque,
+  which for these servos is the model's stall torque: ``rated_torques``);
+  in current-based position mode Goal Current caps it too. At power-on Goal
+  PWM = PWM Limit, Goal Current = Current Limit and Goal Position = Present
+  Position, so torque on holds the arm where it is; torque on also takes
+  Goal Position from Present Position.
 - Present Current / Load come from the plant's torque through the model's
   torque per amp (``protocol.torque_to_register``); temperature and input
   voltage read constant (35 degC, the recommended voltage).
@@ -70,19 +73,13 @@ from simrl.errors import SimrlError, did_you_mean
 
 RETURN_DELAY_UNIT = 2e-6  # s per Return Delay Time (9) unit (x/return_delay_time.md)
 TEMPERATURE_C = 35
-TICKS_PER_RAD = dxl.TICKS_PER_REV / (2.0 * math.pi)
 _READS = (Instruction.READ, Instruction.SYNC_READ, Instruction.BULK_READ)
 
 
-def position_gain(model: ServoModel, p_gain: int) -> float:
-    """kp (N·m/rad) of Position P Gain ``p_gain`` on ``model``: KPP = P/128 PWM units per tick, 885 units = stall torque."""
-    return p_gain / 128.0 * TICKS_PER_RAD / dxl.PWM_FULL_SCALE * model.stall_torque
-
-
-def damping(model: ServoModel, d_gain: int) -> float:
-    """kd (N·m·s/rad): the motor's back-EMF (stall torque / no-load speed) plus Position D Gain (KPD = D/16 per tick/ms)."""
-    derivative = d_gain / 16.0 * TICKS_PER_RAD * 1e-3 / dxl.PWM_FULL_SCALE * model.stall_torque
-    return model.stall_torque / model.no_load_speed + derivative
+def rated_torques(models: Sequence[str]) -> list[float]:
+    """The plant motors' rated torques (N·m) for servos of ``models`` (``protocol.MODELS`` keys): their stall torques,
+    of which Goal PWM and Goal Current take their shares."""
+    return [dxl.MODELS[name].stall_torque for name in models]
 
 
 class _Servo:
@@ -145,11 +142,11 @@ class _Servo:
 
     def count(self, radians: float) -> float:
         """The actual position (ticks, unrounded) at plant joint angle ``radians``, before Homing Offset."""
-        return self.direction * (self.encoder_zero + radians * TICKS_PER_RAD) + dxl.TICKS_PER_REV * self.turns
+        return self.direction * (self.encoder_zero + radians * dxl.TICKS_PER_RAD) + dxl.TICKS_PER_REV * self.turns
 
     def angle(self, count: float) -> float:
         """The plant joint angle where the actual position is ``count`` (inverse of ``count``)."""
-        return (self.direction * (count - dxl.TICKS_PER_REV * self.turns) - self.encoder_zero) / TICKS_PER_RAD
+        return (self.direction * (count - dxl.TICKS_PER_REV * self.turns) - self.encoder_zero) / dxl.TICKS_PER_RAD
 
     def reset_turns(self) -> None:
         """Count from the absolute position within a single turn (0..4095) from here on."""
@@ -263,24 +260,23 @@ class _Servo:
         """Hand the plant this servo's loop for its present mode, goals, gains and torque cap."""
         model, plant, motor, direction = self.model, self.plant, self.motor, self.direction
         mode, stall = self.get("operating_mode"), model.stall_torque
-        back_emf = stall / model.no_load_speed
         share = min(abs(self.get("goal_pwm")), self.get("pwm_limit")) / dxl.PWM_FULL_SCALE
         if mode in dxl.POSITION_MODES:
             target = self.angle(self.get("goal_position") - self.homing())
-            kp = position_gain(model, self.get("position_p_gain"))
-            plant.set_command(motor, target, 0.0, kp, damping(model, self.get("position_d_gain")), 0.0)
+            kp = dxl.position_kp(model, self.get("position_p_gain"), mode)
+            plant.set_command(motor, target, 0.0, kp, dxl.position_kv(model, self.get("position_d_gain"), mode), 0.0)
             if mode == dxl.CURRENT_POSITION_MODE:
                 share = min(share, self._current_share("goal_current"))
         elif mode == dxl.VELOCITY_MODE:  # PWM = KVP (v_goal - v), KVP = VelP/128 PWM units per velocity unit
             kv = self.get("velocity_p_gain") / 128.0 / dxl.PWM_FULL_SCALE * stall / dxl.VELOCITY_UNIT
             goal = direction * self.get("goal_velocity") * dxl.VELOCITY_UNIT
-            plant.set_command(motor, 0.0, kv * goal / (kv + back_emf), 0.0, kv + back_emf, 0.0)
-        elif mode == dxl.CURRENT_MODE:  # the current loop cancels the back-EMF: torque follows Goal Current
+            plant.set_command(motor, 0.0, goal, 0.0, kv, 0.0)
+        elif mode == dxl.CURRENT_MODE:  # torque follows Goal Current
             torque = direction * dxl.torque_from_register(model, self.get("goal_current"))
             plant.set_command(motor, 0.0, 0.0, 0.0, 0.0, torque)
             share = self._current_share("current_limit")
-        else:  # PWM mode: the duty drives the motor against its back-EMF
-            plant.set_command(motor, 0.0, 0.0, 0.0, back_emf, direction * self.get("goal_pwm") / dxl.PWM_FULL_SCALE * stall)
+        else:  # PWM mode: the duty drives the motor (against its back-EMF, which the joint carries)
+            plant.set_command(motor, 0.0, 0.0, 0.0, 0.0, direction * self.get("goal_pwm") / dxl.PWM_FULL_SCALE * stall)
             share = self.get("pwm_limit") / dxl.PWM_FULL_SCALE
         plant.set_torque_limit(motor, min(1.0, share))
 

@@ -32,7 +32,18 @@ bit 0 from the file's drive_mode, which LeRobot's ``read_calibration`` reads
 back from that register (``servo_calibration``). It reads each servo's
 EEPROM block once and writes only the items that differ; a refused write is
 an error naming the motor. Goals are clamped to the calibrated range (in
-extended position mode the servo no longer clamps them itself).
+extended position mode the servo no longer clamps them itself). A current-based
+position motor gets its ``goal_current`` as Goal Current (else its Current
+Limit, as LeRobot leaves it), written only where it differs.
+
+A Dynamixel counts from its reading within one turn at power-on (e-manual
+``x/goal_position.md``), so a joint powered on where its encoder had wrapped
+reads a whole turn off its calibration, and holding the calibrated range would
+drive it a turn. ``enable`` refuses (``BusError``, torque still off) a motor
+whose Present Position lies outside its calibrated range by more than
+``WRAP_MARGIN``: farther than a joint rests past the ends its owner swept, and
+less than the turn a wrap puts between them (for a range narrower than three
+quarters of a turn; a wider one cannot tell a wrap from a pose).
 """
 
 from __future__ import annotations
@@ -46,6 +57,7 @@ import numpy as np
 
 from simrl.deploy.buses.base import BusError, MotorCommand, MotorReadings
 from simrl.deploy.buses.dynamixel import protocol as dxl
+from simrl.deploy.buses.dynamixel.settings import check_goal_current
 from simrl.deploy.buses.serial_port import WIRE_ERRORS, one_line, sleep_in_reads, wait_readable
 from simrl.deploy.servo_calibration import MotorCalibration
 from simrl.errors import SimrlError, did_you_mean
@@ -58,6 +70,7 @@ EEPROM_BLOCK = (9, 47)  # Return Delay Time (9) .. Min Position Limit (52, 4 byt
 GAIN_BLOCK = (80, 6)  # Position D (80), I (82), P (84) Gain
 STATE_ADDRESS, STATE_LENGTH = 126, 10  # Present Current/Load (126, 2), Present Velocity (128, 4), Present Position (132, 4)
 STATUS_OVERHEAD = 11  # header 4, id, length 2, instruction, error, CRC 2 (protocol2.md "Status Packet")
+WRAP_MARGIN = dxl.TICKS_PER_REV // 4  # ticks past a calibrated end that ``enable`` still takes for a real pose (a quarter turn)
 
 
 class DynamixelConfigError(SimrlError):
@@ -67,13 +80,15 @@ class DynamixelConfigError(SimrlError):
 @dataclass(frozen=True)
 class DynamixelMotor:
     """One servo on the bus: its name, id, model (a ``protocol.MODELS`` key such as ``"xl430-w250"``), operating mode
-    (a ``MODES`` key) and the Position P, I, D gains to write (None: keep the servo's)."""
+    (a ``MODES`` key), the Position P, I, D gains to write (None: keep the servo's) and, in current-based position
+    mode, the Goal Current to write (the model's current units; None: the servo's Current Limit)."""
 
     name: str
     id: int
     model: str
     mode: str = "extended_position"
     gains: tuple[int, int, int] | None = None
+    goal_current: int | None = None
 
     def __post_init__(self) -> None:
         if self.model not in dxl.MODELS:
@@ -89,6 +104,11 @@ class DynamixelMotor:
             raise DynamixelConfigError(f"Dynamixel motor '{self.name}': mode '{self.mode}'{why}; allowed on the {self.model}: {', '.join(allowed)}")
         if self.gains is not None and not all(0 <= g <= dxl.MAX_GAIN for g in self.gains):
             raise DynamixelConfigError(f"Dynamixel motor '{self.name}': gains {self.gains}; allowed: 0..{dxl.MAX_GAIN} each")
+        if self.goal_current is not None:
+            try:
+                check_goal_current(self.model, self.mode, self.goal_current)
+            except ValueError as exc:
+                raise DynamixelConfigError(f"Dynamixel motor '{self.name}': {exc}") from None
 
     @property
     def spec(self) -> dxl.ServoModel:
@@ -208,10 +228,12 @@ class DynamixelBus:
             self._pwm_limit[i] = _item(m.spec, eeprom, EEPROM_BLOCK[0], "pwm_limit")
             self._position_range[i] = self._goal_range(i, eeprom)
             if m.operating_mode == dxl.CURRENT_POSITION_MODE:
-                self._write(i, "goal_current", _item(m.spec, eeprom, EEPROM_BLOCK[0], "current_limit"))
+                self._configure_goal_current(i, _item(m.spec, eeprom, EEPROM_BLOCK[0], "current_limit"))
             self._write(i, "goal_pwm", int(self._pwm_limit[i]))
             low, high = self._position_range[i]  # an arm resting past its calibrated stop is held at the stop
             present = int.from_bytes(self._read(i, 132, 4)[1], "little", signed=True)
+            if entry is not None:
+                self._check_not_wrapped(i, present, low, high)
             self._write(i, "goal_position", min(max(present, low), high))
         self._sent_pwm = [int(v) for v in self._pwm_limit]
         for i in range(len(self._motors)):
@@ -368,6 +390,30 @@ class DynamixelBus:
         for item, value in targets.items():
             if _item(spec, block, start, item) != value:
                 self._write(i, item, value)
+
+    def _check_not_wrapped(self, i: int, present: int, low: int, high: int) -> None:
+        """Refuse a reading farther than ``WRAP_MARGIN`` outside the calibrated range ``low..high`` (the module docstring)."""
+        outside = max(low - present, present - high)
+        if outside > WRAP_MARGIN:
+            raise BusError(
+                f"{self._label(i)}: Present Position {present} lies {outside} ticks outside its calibrated range {low}..{high} "
+                f"(more than {WRAP_MARGIN}): powered on past its encoder's wrap, it reads a whole turn off and would be driven "
+                "a turn; with the power off, move the joint into its range by hand, then power on again"
+            )
+
+    def _configure_goal_current(self, i: int, current_limit: int) -> None:
+        """Goal Current (102): the motor's ``goal_current``, else the servo's Current Limit; written only where it differs.
+        One above the servo's Current Limit, which the servo would refuse, is refused naming both."""
+        m = self._motors[i]
+        goal = current_limit if m.goal_current is None else m.goal_current
+        if goal > current_limit:
+            raise BusError(
+                f"{self._label(i)}: goal_current {goal} is above the servo's Current Limit (38) {current_limit}; allowed: "
+                f"0..{current_limit} (or raise the servo's Current Limit)"
+            )
+        register = m.spec.register("goal_current")
+        if register.decode(self._read(i, register.address, register.size)[1]) != goal:
+            self._write(i, "goal_current", goal)
 
     def _label(self, i: int) -> str:
         m = self._motors[i]

@@ -1,5 +1,5 @@
 """The Dynamixel part of ``deploy/<arm>.yaml``: the serial port, rate and LeRobot's calibration file in ``bus:``; id, model,
-operating mode and gains per servo.
+operating mode, gains and Goal Current per servo.
 
 Calibration, ids and the refusal of ``offset`` / ``sign`` are every serial
 servo family's (``buses/servo_settings.py``); here are the X series' own
@@ -66,11 +66,19 @@ class DynamixelMotorSettings(ServoMotorSettings):
     position_p_gain: int | None = pydantic.Field(None, ge=0, le=MAX_GAIN, description="Position P Gain (84); none: the servo's")
     position_i_gain: int | None = pydantic.Field(None, ge=0, le=MAX_GAIN, description="Position I Gain (82); none: the servo's")
     position_d_gain: int | None = pydantic.Field(None, ge=0, le=MAX_GAIN, description="Position D Gain (80); none: the servo's")
+    goal_current: int | None = pydantic.Field(
+        None,
+        description="Goal Current (102) of a current_position motor, in the model's current units (XL330: 1 mA): the most its "
+        "loop may draw, so the force it presses with; none: its Current Limit (38), as LeRobot leaves it. ROBOTIS runs the "
+        "OMX gripper at 600",
+    )
 
     @pydantic.model_validator(mode="after")
     def _mode_and_gains(self) -> "DynamixelMotorSettings":
         if self.mode == "current_position" and MODELS[self.model].current_unit is None:
             raise ValueError(f"mode = 'current_position': the {self.model} senses no current; allowed: position, extended_position")
+        if self.goal_current is not None:
+            check_goal_current(self.model, self.mode, self.goal_current)
         given = [g is not None for g in (self.position_p_gain, self.position_i_gain, self.position_d_gain)]
         if any(given) and not all(given):
             raise ValueError("position_p_gain, position_i_gain, position_d_gain: allowed: all three (as LeRobot writes them) or none")
@@ -82,6 +90,16 @@ class DynamixelMotorSettings(ServoMotorSettings):
         if self.position_p_gain is None or self.position_i_gain is None or self.position_d_gain is None:
             return None
         return self.position_p_gain, self.position_i_gain, self.position_d_gain
+
+
+def check_goal_current(model: str, mode: str, goal_current: int) -> None:
+    """A Goal Current the servo can hold: only in current-based position mode, above 0 (else the loop has no torque) and
+    within the range of the model's Current Limit (38) (the e-manual: Goal Current is limited by it). ``ValueError``."""
+    if mode != "current_position":
+        raise ValueError(f"goal_current = {goal_current} with mode = '{mode}', which ignores it; allowed: mode current_position")
+    high = MODELS[model].register("current_limit").high
+    if not 0 < goal_current <= (high or 0):
+        raise ValueError(f"goal_current = {goal_current}: the {model}'s Current Limit reaches {high}; allowed: 1..{high}")
 
 
 def build_bus(bus: DynamixelBusSettings, motors: Sequence[DynamixelMotorSettings], reply_timeout: float, **settings: Any) -> "DynamixelBus":
@@ -97,7 +115,8 @@ def build_bus(bus: DynamixelBusSettings, motors: Sequence[DynamixelMotorSettings
     options: dict[str, Any] = {"port": bus.port, "baud": bus.baud, "reply_timeout": reply_timeout, "retries": bus.retries}
     options.update(settings)
     port = options.pop("port")
-    return DynamixelBus(port, [DynamixelMotor(m.joint, m.id, m.model, m.mode, m.gains) for m in motors], calibration, **options)
+    servos = [DynamixelMotor(m.joint, m.id, m.model, m.mode, m.gains, m.goal_current) for m in motors]
+    return DynamixelBus(port, servos, calibration, **options)
 
 
 DYNAMIXEL = BusKind(bus=DynamixelBusSettings, motor=DynamixelMotorSettings, build=build_bus)
