@@ -24,6 +24,7 @@ import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from simrl.deploy.buses.feetech.protocol import ticks_to_radians  # noqa: E402
+from simrl.deploy.buses.feetech.settings import FEETECH_SERVOS  # noqa: E402
 from simrl.deploy.servo_calibration import HALF_TURN, MAX_TICK, MotorCalibration, joint_mapping  # noqa: E402
 from simrl.robots import load_robot  # noqa: E402
 
@@ -41,8 +42,8 @@ def main() -> None:
     calibration = {joint: FILLER.model_copy(update={"id": i + 1}) for i, joint in enumerate(joints)}
     calibration["shoulder_pan"] = ARM
     calibration["gripper"] = GRIPPER
-    gain, offset = joint_mapping(calibration, robot)
-    reversed_gain, reversed_offset = joint_mapping({**calibration, "shoulder_pan": ARM.model_copy(update={"drive_mode": 1})}, robot)
+    gain, offset = joint_mapping(calibration, robot, FEETECH_SERVOS)
+    reversed_gain, reversed_offset = joint_mapping({**calibration, "shoulder_pan": ARM.model_copy(update={"drive_mode": 1})}, robot, FEETECH_SERVOS)
     pan, grip = joints.index("shoulder_pan"), joints.index("gripper")
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.3), layout="constrained")

@@ -30,6 +30,7 @@ had. Training takes about 2-3 minutes on an idle 2-core machine; the deploys abo
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import signal
@@ -38,6 +39,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from dataclasses import dataclass
 from typing import Any, Callable
 
 from simrl_runs import simrl
@@ -50,6 +52,16 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "experiments" / "results"
 TARGETS = {"goals": 18, "jitter_p99_ms": 0.5, "overruns": 0}  # the issues' targets for 20 goals at 50 Hz
 SWEEP = [50.0, 75.0, 100.0, 150.0, 200.0, 300.0, 500.0, 1000.0]
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """The 20 goals again with other deploy flags, beside the config's own setup (e.g. a CAN FD arm on classic CAN)."""
+
+    flags: list[str]
+    main: str  # what the config's run is called in the table
+    other: str  # what this run is called
+    about: str  # one sentence on what the flags change
 
 
 def cpu_times() -> tuple[int, int]:
@@ -71,13 +83,25 @@ class Arm:
     def _config_args(self) -> list[str]:
         return [] if self.config_file is None else ["--config", str(self.config_file)]
 
+    def comparison(self) -> Comparison | None:
+        """A second setup of the same bus worth the same 20 goals: classic CAN for a CAN FD arm; none otherwise."""
+        if getattr(self.config.bus, "fd", False):
+            about = "`--no-fd`: the bus and the emulated motors on CAN 2.0, as the OpenArm ran before it followed its maker to FD"
+            return Comparison(["--no-fd"], main="CAN FD", other="classic CAN", about=about)
+        return None
+
+    def emulate_flags(self) -> list[str]:
+        """What `simrl emulate` needs beyond the robot: a CAN arm is served through socketcand, which carries classic CAN only."""
+        return ["--no-fd"] if getattr(self.config.bus, "fd", False) else []
+
     def deploy(self, policy: Path, log: Path, rate: float, goals: int, seed: int, duration: float | None = None,
-               wire: list[str] | None = None, config: Path | None = None) -> dict[str, Any]:
-        """One `simrl deploy` run on the emulated arm (``--emulate``, or ``wire``: the flags `simrl emulate` printed);
-        its JSON summary whatever it exits with (a fault is a result, not a crash)."""
+               wire: list[str] | None = None, config: Path | None = None, flags: list[str] = ()) -> dict[str, Any]:
+        """One `simrl deploy` run on the emulated arm (``--emulate``, or ``wire``: the flags `simrl emulate` printed; ``flags``
+        added); its JSON summary whatever it exits with (a fault is a result, not a crash)."""
         args = ["deploy", "--robot", self.robot, "--policy", str(policy)]
         args += wire if wire is not None else ["--emulate", "--reality", str(self.reality)]
         args += ["--config", str(config)] if config is not None else self._config_args()
+        args += list(flags)
         args += ["--random-goals", str(goals), "--seed", str(seed), "--rate", f"{rate:g}", "--log", str(log), "--json"]
         if duration is not None:
             args += ["--duration", f"{duration:g}"]
@@ -93,7 +117,8 @@ class Arm:
 
     def deploy_to_another_process(self, policy: Path, log: Path, goals: int) -> dict[str, Any]:
         """`simrl emulate` serving the arm, and a deploy in another process driving it through the flags it printed."""
-        command = [sys.executable, "-m", "simrl", "emulate", "--robot", self.robot, "--reality", str(self.reality), *self._config_args(), "--json"]
+        command = [sys.executable, "-m", "simrl", "emulate", "--robot", self.robot, "--reality", str(self.reality), *self._config_args()]
+        command += [*self.emulate_flags(), "--json"]
         print(f"== simrl {' '.join(command[3:])}", file=sys.stderr, flush=True)
         with subprocess.Popen(command, stdout=subprocess.PIPE, text=True) as server:
             try:
@@ -131,33 +156,58 @@ def sustained(rows: list[dict[str, Any]]) -> float | None:
     return max(ok) if ok else None
 
 
-def serial_sync_bytes(servos: int, header: int, per_reply: int, state_bytes: int, goal_bytes: int) -> dict[str, int]:
-    """Bytes on a serial servo bus per tick: a sync read of the state block (request, one status reply per servo),
-    a sync write of the goals (no reply), then the second state read of the tick.
+@dataclass(frozen=True)
+class SerialBus:
+    """What sets a serial servo bus's wire time per tick: its packets' framing and the control-table items a tick moves."""
 
-    ``header``: a packet's bytes besides its parameters; ``per_reply``: a status packet's bytes besides its data.
-    """
-    read = (header + 2 + servos) + servos * (per_reply + state_bytes)  # request params: address, length, ids
-    command = header + 2 + servos * (1 + goal_bytes)  # params: address, length, then id + goal per servo
+    header: int  # an instruction packet's bytes besides its parameters
+    address: int  # the parameter bytes that name the item and its length (sync read and sync write alike)
+    per_reply: int  # a status packet's bytes besides its data
+    state: str  # the items a state read covers
+    state_bytes: int
+    goal: str  # the item the command writes
+    goal_bytes: int
+    framing: str  # the packet layout these numbers come from
+
+
+# scservo_sdk packets FF FF ID LEN INST PARAMS CHK: 6 bytes besides the parameters, address and length 1 byte each; a
+# status packet FF FF ID LEN ERR DATA CHK: 6 besides its data. State: Present_Position, _Velocity, _Load (6 bytes from 56).
+FEETECH_WIRE = SerialBus(6, 2, 6, "Present_Position, _Velocity, _Load", 6, "Goal_Position", 2,
+                         "Feetech packets carry 6 bytes besides their parameters or data")
+# Protocol 2.0 (e-manual protocol2.md): FF FF FD 00 ID LEN LEN INST PARAMS CRC CRC, 10 bytes besides the parameters,
+# address and length 2 bytes each; a status packet adds INST 0x55 and the error byte: 11 besides its data. State:
+# Present Current/Load, Velocity, Position (items 126..135, 10 bytes); goal: Goal Position (4 bytes).
+DYNAMIXEL_WIRE = SerialBus(10, 4, 11, "Present Current or Load, Present Velocity, Present Position", 10, "Goal Position", 4,
+                           "Protocol 2.0 packets carry 10 bytes besides their parameters, a status packet 11 besides its data")
+
+
+def serial_sync_bytes(servos: int, bus: SerialBus) -> dict[str, int]:
+    """Bytes on a serial servo bus per tick: a sync read of the state block (request, one status reply per servo),
+    a sync write of the goals (no reply), then the second state read of the tick."""
+    read = (bus.header + bus.address + servos) + servos * (bus.per_reply + bus.state_bytes)  # request params: item, ids
+    command = bus.header + bus.address + servos * (1 + bus.goal_bytes)  # params: item, then id + goal per servo
     return {"read": read, "command": command, "tick": 2 * read + command}
 
 
-def feetech_ceiling(result: dict[str, Any]) -> list[str]:
-    """Why a Feetech (SO-101) loop tops out where it does: the paced bus and late replies."""
-    # scservo_sdk packets FF FF ID LEN INST PARAMS CHK: 6 bytes besides the parameters; a status packet FF FF ID LEN ERR
-    # DATA CHK: 6 besides its data. State: Present_Position, _Velocity, _Load (6 bytes from 56); goal: 2 bytes.
-    wire = serial_sync_bytes(len(result["deploy_50hz"]["final_enabled"]), 6, 6, 6, 2)
+def serial_ceiling(bus: SerialBus, result: dict[str, Any]) -> list[str]:
+    """Why a serial servo loop (Feetech, Dynamixel) tops out where it does: the paced bus and late replies."""
+    main = result["deploy_50hz"]
+    wire = serial_sync_bytes(len(main["final_enabled"]), bus)
+    baud = result["bus_baud"]
+    command_ms = wire["command"] * 10 * 1000 / baud
+    tick_ms = 2 * (main["read_p50_ms"] or 0.0) + command_ms + (main["inference_p99_ms"] or 0.0)
     return [
-        "Each tick reads the state (sync read of Present_Position, _Velocity, _Load) and sends the command (sync write of",
-        f"Goal_Position) followed by a second state read: {wire['tick']} bytes, {wire['tick'] * 10 / 1000:.2f} ms of a 1 Mbaud line at",
-        "10 bits a byte (the pty paces every byte so), before the servos' Return_Delay_Time (0) and a USB adapter's latency,",
-        "which the pty does not model. With the loop's own work (the read p50 above plus inference) a tick needs about 4 ms,",
-        "so the wire and the loop would carry about 250 Hz. What stops the sweep earlier is the late reply: the reply timeout",
-        "is 40 % of the period, and a read that misses it waits the whole timeout, twice a tick, so at 100 Hz one late reply",
-        "makes an overrun. Replies come late when the emulator's Python threads (the pty pacing, the physics clock) or the loop",
-        "do not get a CPU in time on this shared 2-core virtual machine (the steal column: time the host gave these CPUs to",
-        "other machines). A bus that only wrote goals and read positions (2 bytes each) would need about 10 bytes per servo",
-        "each way, as the issue estimates; this one also reads velocity and load, which the observation and the log use.",
+        f"Each tick reads the state (a sync read of {bus.state}) and sends the command (a sync write of {bus.goal})",
+        f"followed by a second state read: {wire['tick']} bytes ({bus.framing}), {wire['tick'] * 10 * 1000 / baud:.2f} ms of a",
+        f"{baud / 1e6:g} Mbaud line at 10 bits a byte (the pty paces every byte so), before the servos' Return Delay Time (0)",
+        "and a USB adapter's latency, which the pty does not model. With the loop's own work (two state reads at their p50",
+        f"above, the command's {command_ms:.2f} ms on the wire, inference p99) a tick needs about {tick_ms:.1f} ms, so the wire",
+        f"and the loop would carry about {1000 / tick_ms:.0f} Hz. What stops the sweep earlier is the late reply: the reply",
+        "timeout is 40 % of the period, and a read that misses it waits the whole timeout, twice a tick, so at 100 Hz one late",
+        "reply makes an overrun. Replies come late when the emulator's Python threads (the pty pacing, the physics clock) or",
+        "the loop do not get a CPU in time on this shared 2-core virtual machine (the steal column: time the host gave these",
+        "CPUs to other machines). A bus that only wrote goals and read positions would move fewer bytes; this one also reads",
+        "velocity and load or current, which the observation and the log use.",
     ]
 
 
@@ -169,11 +219,18 @@ def damiao_ceiling(result: dict[str, Any]) -> list[str]:
         "(`bus.reply_timeout_s`, capped; a tick waits on two exchanges), so above a few hundred Hz every motor reads as",
         "silent and the run stops safely, during the home ramp. A real 1 Mbit/s classic CAN bus is no faster: an 8-byte",
         "standard frame is 111 bits (0.11 ms) before bit stuffing, so a state read and a command (8 + 8 frames each)",
-        "occupy about 3.6 ms of bus time per tick.",
+        "occupy about 3.6 ms of bus time per tick. CAN FD at 5 Mbit/s data halves that: an 8-byte FD frame is about",
+        "29 bits at 1 Mbit/s (arbitration, acknowledge, end of frame) and 97 at 5 Mbit/s (ESI, DLC, data, stuff count,",
+        "CRC-17 with its fixed stuff bits) before dynamic stuffing, about 0.05 ms (ISO 11898-1:2015 frame format), so the",
+        "32 frames of a tick take about 1.6 ms.",
     ]
 
 
-CEILINGS: dict[str, Callable[[dict[str, Any]], list[str]]] = {"feetech": feetech_ceiling, "damiao": damiao_ceiling}
+CEILINGS: dict[str, Callable[[dict[str, Any]], list[str]]] = {
+    "feetech": functools.partial(serial_ceiling, FEETECH_WIRE),
+    "dynamixel": functools.partial(serial_ceiling, DYNAMIXEL_WIRE),
+    "damiao": damiao_ceiling,
+}
 
 
 def _fmt(value: Any, digits: int = 3) -> str:
@@ -190,6 +247,31 @@ def _short_run_row(label: str, run: dict[str, Any]) -> str:
         f"{_fmt(run['jitter_p99_ms'])} / {_fmt(run['jitter_max_ms'])} | {_fmt(run['read_p50_ms'])} / {_fmt(run['read_max_ms'])} "
         f"| {run['overruns']} | {run['stale_replies']} | {run['host_steal_percent']} % | {run['stop_reason']} |"
     )
+
+
+def _goal_row(label: str, run: dict[str, Any]) -> str:
+    distances = [d for d in run["final_distances_mm"] if d is not None]
+    mean = sum(distances) / len(distances) if distances else float("nan")
+    return (
+        f"| {label} | {run['goals_reached']}/{run['goals_total']} | {mean:.1f} / {max(distances, default=float('nan')):.1f} "
+        f"| {_fmt(run['jitter_p99_ms'])} / {_fmt(run['jitter_max_ms'])} | {run['overruns']} | {_fmt(run['read_p50_ms'])} / {_fmt(run['read_max_ms'])} "
+        f"| {run['stale_replies']} | {run['stop_reason']} |"
+    )
+
+
+def _comparison_lines(result: dict[str, Any]) -> list[str]:
+    compared = result.get("comparison")
+    if compared is None:
+        return []
+    return [
+        f"The same 20 goals on {compared['other']} ({compared['about']}):",
+        "",
+        "| setup | goals | final distance mean / max (mm) | jitter p99 / max (ms) | overruns | state read p50 / max (ms) | stale replies | stop |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        _goal_row(compared["main"], result["deploy_50hz"]),
+        _goal_row(compared["other"], compared["run"]),
+        "",
+    ]
 
 
 def markdown(result: dict[str, Any]) -> str:
@@ -231,6 +313,7 @@ def markdown(result: dict[str, Any]) -> str:
         "",
         f"Loop thread scheduling: {result['scheduling']}. Final distances (mm): {', '.join(_fmt(d, 1) for d in main['final_distances_mm'])}.",
         "",
+        *_comparison_lines(result),
         "## 5 goals at 50 Hz, as a user would start them",
         "",
         "Apart: `simrl emulate` started by hand in another process (it prints the flags that reach it), then `simrl deploy`",
@@ -293,6 +376,12 @@ def main() -> None:
 
     main_run = arm.deploy(policy, work / "deploy-50hz.npz", 50.0, goals=20, seed=0)
     commands.append(main_run["command"])
+    comparison = arm.comparison()
+    compared = None
+    if comparison is not None:
+        other = arm.deploy(policy, work / "deploy-50hz-compared.npz", 50.0, goals=20, seed=0, flags=comparison.flags)
+        commands.append(other["command"])
+        compared = {"main": comparison.main, "other": comparison.other, "about": comparison.about, "run": other}
     apart = arm.deploy_to_another_process(policy, work / "deploy-50hz-apart.npz", goals=5)
     commands += [apart["emulate_command"] + "   (in another process; it prints the flags that reach it)", apart["command"]]
     normal = arm.deploy(policy, work / "deploy-50hz-normal.npz", 50.0, goals=5, seed=0, config=arm.normal_priority_config(work))
@@ -305,6 +394,7 @@ def main() -> None:
     result = {
         "robot": args.robot,
         "bus_kind": arm.config.bus.kind,
+        "bus_baud": getattr(arm.config.bus, "baud", None),  # a serial bus's line rate
         "config": None if args.config is None else str(args.config),
         "measured": time.strftime("%Y-%m-%d %H:%M"),
         "cpus": os.cpu_count(),
@@ -325,6 +415,7 @@ def main() -> None:
             "jitter": main_run["jitter_p99_ms"] is not None and main_run["jitter_p99_ms"] < TARGETS["jitter_p99_ms"],
             "overruns": main_run["overruns"] == TARGETS["overruns"],
         },
+        "comparison": compared,
         "deploy_50hz_emulator_apart": apart,
         "deploy_50hz_normal_priority": normal,
         "sweep": rows,

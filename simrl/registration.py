@@ -10,7 +10,7 @@ import gymnasium
 
 # The shipped arms (robots/<name>/). A user's own robot folder is used through
 # gymnasium.make("simrl/Reach-so101-v0", robot="path/to/robot").
-SHIPPED_ROBOTS = ("so101", "openarm", "fr3")
+SHIPPED_ROBOTS = ("so101", "openarm", "fr3", "omx")
 
 
 def register_envs() -> None:

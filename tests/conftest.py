@@ -9,7 +9,7 @@ from hypothesis.configuration import set_hypothesis_home_dir
 
 from simrl.robots import Robot, load_robot
 
-ROBOTS = ("so101", "openarm", "fr3")
+ROBOTS = ("so101", "openarm", "fr3", "omx")
 _HYPOTHESIS_HOME = pytest.StashKey[tempfile.TemporaryDirectory]()
 
 

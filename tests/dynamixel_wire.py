@@ -31,8 +31,9 @@ SERVOS = (
     ("wrist_roll", 5, "xl330-m288"),
     ("gripper", 6, "xl330-m288"),
 )
-# Stall torques (N·m) from the e-manual specification tables, hand-copied: the plant's motor limits.
-STALL_TORQUE = {"xm430-w350": 4.1, "xl430-w250": 1.4, "xl330-m288": 0.52}
+# Stall torques (N·m) from the e-manual specification tables at 12 V (XM430, XL430) and 5 V (XL330), hand-copied: the
+# plant's motor limits.
+STALL_TORQUE = {"xm430-w350": 4.1, "xl430-w250": 1.5, "xl330-m288": 0.52}
 BAUD = 1_000_000
 HANDLER = sdk.PacketHandler(2.0)
 

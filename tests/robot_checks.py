@@ -54,3 +54,26 @@ def solve_ik(robot: Robot, data: mujoco.MjData, goal, iterations: int = 200, dam
     data.qpos[:] = q
     mujoco.mj_kinematics(m, data)
     return float(np.linalg.norm(goal - data.site_xpos[robot.ee_site_id]))
+
+
+def axis_angle(axis, angle: float) -> np.ndarray:
+    """Rodrigues' rotation matrix: ``angle`` (rad) about ``axis`` (normalised here)."""
+    k = np.asarray(axis, dtype=float)
+    k = k / np.linalg.norm(k)
+    cross = np.array([[0.0, -k[2], k[1]], [k[2], 0.0, -k[0]], [-k[1], k[0], 0.0]])
+    return np.eye(3) + np.sin(angle) * cross + (1.0 - np.cos(angle)) * cross @ cross
+
+
+def parallel_chain_pose(origin, chain, q) -> tuple[np.ndarray, np.ndarray]:
+    """World position and rotation of the last frame of a published serial chain, with plain numpy.
+
+    ``chain`` lists (offset of the joint's frame in its parent's, joint axis in that frame) from base
+    to tip, the layout of a URDF / MJCF whose frames are all parallel at zero; ``origin`` is the world
+    position of the first parent frame (unrotated).
+    """
+    pos = np.asarray(origin, dtype=float)
+    rot = np.eye(3)
+    for (offset, axis), angle in zip(chain, q):
+        pos = pos + rot @ np.asarray(offset, dtype=float)
+        rot = rot @ axis_angle(axis, angle)
+    return pos, rot

@@ -5,14 +5,17 @@ from __future__ import annotations
 import typing
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from simrl.deploy.buses import BUS_KINDS, make_bus
 from simrl.deploy.buses.damiao.bus import DamiaoBus
 from simrl.deploy.buses.dynamixel.bus import DynamixelBus
+from simrl.deploy.calibration import Calibration
 from simrl.deploy.config import load_deploy_config
 from simrl.deploy.emulation.wire import EMULATED_WIRES
 from simrl.deploy.goals import GoalSpec
+from simrl.deploy.log import PHASE_POLICY, read_log
 from simrl.deploy.session import DeployRequest, prepare, run_deploy
 from simrl.deploy.stop import StopRequest
 from simrl.errors import SimrlError
@@ -38,22 +41,24 @@ def test_every_bus_kind_has_an_emulated_arm() -> None:
     assert set(EMULATED_WIRES) == set(BUS_KINDS)
 
 
+# The SO-101's joints on Koch-like Dynamixel servos, configured as LeRobot's Koch follower (koch_follower.py configure):
+# extended position mode for the arm, current-based position for the gripper, P/I/D 1500/0/600 on elbow_flex.
 DYNAMIXEL_SO101 = """robot: so101
-bus: {kind: dynamixel, port: /dev/ttyUSB0, baud: 1000000, mode: position}
+bus: {kind: dynamixel, port: /dev/ttyUSB0, baud: 1000000, full_turn_motors: [wrist_roll]}
 motors:
   - {joint: shoulder_pan, id: 1, model: xl430-w250}
   - {joint: shoulder_lift, id: 2, model: xl430-w250}
-  - {joint: elbow_flex, id: 3, model: xl330-m288}
+  - {joint: elbow_flex, id: 3, model: xl330-m288, position_p_gain: 1500, position_i_gain: 0, position_d_gain: 600}
   - {joint: wrist_flex, id: 4, model: xl330-m288}
   - {joint: wrist_roll, id: 5, model: xl330-m288}
-  - {joint: gripper, id: 6, model: xl330-m288}
+  - {joint: gripper, id: 6, model: xl330-m288, mode: current_position}
 """
 
 
-def test_a_dynamixel_arm_deploys_on_its_emulated_servos_over_a_pty(tmp_path: Path) -> None:
+def test_a_dynamixel_arm_deploys_on_its_emulated_servos_through_its_calibration_file(tmp_path: Path) -> None:
     so101 = load_robot("so101")
     config = tmp_path / "dynamixel.yaml"
-    config.write_text(DYNAMIXEL_SO101.replace("model: xl330-m288}\n", "model: xl330-m2888}\n", 1))
+    config.write_text(DYNAMIXEL_SO101.replace("model: xl330-m288,", "model: xl330-m2888,", 1))
     with pytest.raises(SimrlError, match=r"field 'motors.2.model' = 'xl330-m2888': unknown model \(did you mean 'xl330-m288'\?\); allowed: xl430-w250"):
         load_deploy_config(so101, config)
     config.write_text(DYNAMIXEL_SO101)
@@ -65,13 +70,36 @@ def test_a_dynamixel_arm_deploys_on_its_emulated_servos_over_a_pty(tmp_path: Pat
     summary = run_deploy(request, prepare(request), StopRequest())
     assert summary.stop_reason == "completed", summary.detail
     assert summary.stale_replies == 0 and summary.final_enabled == [False] * 6
+    arrays, meta = read_log(tmp_path / "log.npz")
+    assert meta["deploy_config"]["bus"]["calibration"].endswith("calibration.json")  # the file the emulated arm's owner would have
+    # The encoder zeros are drawn at random (--reality-seed 0): only the file makes the arm reach home, where a wrong
+    # calibration would be off by a random share of a turn. Koch servos on the SO-101's heavier links sag under gravity
+    # (measured: shoulder_lift 0.09 rad, elbow_flex 0.19 rad, as an XL330 at P 1500 gives 2.24 N·m/rad with its measured
+    # P divisor 256, protocol.py), hence 0.25 rad.
+    home = [so101.config.home[m["joint"]] for m in meta["deploy_config"]["motors"]]
+    reached_home = arrays["position"][np.flatnonzero(arrays["phase"] == PHASE_POLICY)[0]]
+    np.testing.assert_allclose(reached_home, home, atol=0.25)
 
 
 def test_an_emulated_arm_that_cannot_start_in_its_own_process_says_why(tmp_path: Path) -> None:
     so101 = load_robot("so101")
     config = tmp_path / "dynamixel.yaml"
-    config.write_text(DYNAMIXEL_SO101.replace("{joint: elbow_flex, id: 3,", "{joint: elbow_flex, sign: -1, id: 3,"))
+    config.write_text(DYNAMIXEL_SO101.replace("baud: 1000000", "baud: 4500000"))  # an X430 rate the XL330 lacks
     request = DeployRequest(robot="so101", policy=write_policy(tmp_path / "policy.onnx", so101, 0.0), config=config, emulate=True, log=tmp_path / "log.npz")
-    with pytest.raises(SimrlError, match=r"^the emulated arm \(simrl emulate --robot so101\) did not start: error: the emulated Dynamixel servos read tick 2048 at joint zero, but .* calibrates elbow_flex"):
+    with pytest.raises(SimrlError, match=r"^the emulated arm \(simrl emulate --robot so101\) did not start: error: Dynamixel emulator: xl330-m288 cannot run at 4500000 baud"):
         run_deploy(request, prepare(request), StopRequest())
     assert (tmp_path / "log.npz").exists()  # written however the run ends
+
+
+def test_a_dynamixel_arm_needs_its_calibration_file_and_takes_no_offset_sign_or_bus_mode(tmp_path: Path) -> None:
+    so101 = load_robot("so101")
+    config = tmp_path / "dynamixel.yaml"
+    config.write_text(DYNAMIXEL_SO101)
+    with pytest.raises(SimrlError, match=r"field 'bus.calibration' is not set; a Dynamixel arm needs its calibration: pass LeRobot's file with --calibration FILE"):
+        Calibration.from_config(load_deploy_config(so101, config), so101)
+    config.write_text(DYNAMIXEL_SO101.replace("{joint: elbow_flex, id: 3,", "{joint: elbow_flex, sign: -1, id: 3,"))
+    with pytest.raises(SimrlError, match=r"field 'motors.2' = .*a servo arm's joint zero and direction come from its calibration file"):
+        load_deploy_config(so101, config)
+    config.write_text(DYNAMIXEL_SO101.replace("{kind: dynamixel,", "{kind: dynamixel, mode: position,"))
+    with pytest.raises(SimrlError, match=r"field 'bus.mode' = 'position' is now each Dynamixel motor's 'mode'"):
+        load_deploy_config(so101, config)

@@ -444,3 +444,125 @@ def test_close_leaves_a_passed_in_bus_to_its_owner(channel: str, emulator: objec
         assert bus.refresh().fresh.all()
     finally:
         wire.shutdown()
+
+
+# ---------------------------------------------------------------- CAN FD
+
+# One DM8009 on id 1 answering on 0x11: the first OpenArm motor (ROBOTS.md).
+J1 = (DamiaoMotor("joint1", 1, 0x11, "DM8009"),)
+
+
+def fd_end(channel: str) -> can.BusABC:
+    """A virtual-bus end that reports CAN FD, as python-can's socketcan bus does when opened with fd=True."""
+    return can.Bus(interface="virtual", channel=channel, protocol=can.CanProtocol.CAN_FD)
+
+
+def socketcan_bytes(msg: can.Message) -> bytes:
+    """``msg`` as python-can's socketcan interface writes it to the kernel: a struct canfd_frame (72 bytes) or can_frame (16)."""
+    from can.interfaces.socketcan.socketcan import build_can_frame
+
+    return build_can_frame(msg)
+
+
+def test_fd_frames_on_the_wire_match_hand_computed_bytes(channel: str) -> None:
+    """Enable, then one MIT command, over CAN FD: every frame both ways, seen by a third node on the wire."""
+    plant = FakePlant(1)
+    sniffer, emulator_end, bus_end = can.Bus(interface="virtual", channel=channel), fd_end(channel), fd_end(channel)
+    try:
+        with DamiaoEmulator(plant, J1, emulator_end, fd=True):
+            bus = DamiaoBus(J1, can_bus=bus_end, fd=True, reply_timeout=0.5, setup_timeout=0.5)
+            bus.open()
+            assert bus.enable().enabled.all()
+            bus.exchange(MotorCommand(*(np.array([v]) for v in (1.0, -4.5, 240.0, 5.0, -20.0, 1.0))))
+        frames = []
+        while (msg := sniffer.recv(0.1)) is not None:
+            frames.append(msg)
+    finally:
+        for end in (sniffer, emulator_end, bus_end):
+            end.shutdown()
+    expected = [
+        # write RID 10 (control mode, uint32) = 1 (MIT) to motor 1 on 0x7FF: [01 00 55 0A 01 00 00 00]; the motor echoes it on 0x11.
+        (0x7FF, "01 00 55 0A 01 00 00 00"),
+        (0x011, "01 00 55 0A 01 00 00 00"),
+        # enable FF x7 FC; the state reply of the FakePlant's motor 0 (q -0.9, dq -2.0, tau 1.5, 25 C), DM8009 (12.5, 45, 54):
+        # q (11.6/25)*65535 = 30408.2 -> 0x76C8; dq (43/90)*4095 = 1956.5 -> 0x7A4; tau (55.5/108)*4095 = 2104.4 -> 0x838;
+        # B0 = status 1 << 4 | id 1 = 11, B3 = 7A, B4 = 4 << 4 | 8 = 48, B5 = 38, temperatures 0x19 0x19.
+        (0x001, "FF FF FF FF FF FF FF FC"),
+        (0x011, "11 76 C8 7A 48 38 19 19"),
+        # the MIT command of test_mit_command_matches_hand_computed_bytes (DM8009, q 1, dq -4.5, kp 240, kd 5, tau -20);
+        # the motor moved halfway to q = 35388/65535*25 - 12.5 = 0.99966: q -0.9 + 0.94983 = 0.04983 -> (12.54983/25)*65535
+        # = 32898.1 -> 0x8082; dq and tau as before.
+        (0x001, "8A 3C 73 27 AD FF F5 09"),
+        (0x011, "11 80 82 7A 48 38 19 19"),
+    ]
+    assert [(m.arbitration_id, bytes(m.data)) for m in frames] == [(i, bytes.fromhex(d)) for i, d in expected]
+    for msg, (arbitration_id, data) in zip(frames, expected):
+        # struct canfd_frame: can_id 32-bit little-endian (11-bit id, no flags), len 8, flags FDF 0x04 | BRS 0x01 = 0x05,
+        # two reserved bytes (python-can writes its dlc, 8, in the second), the 8 data bytes, zeros up to 64 data bytes.
+        header = arbitration_id.to_bytes(4, "little") + bytes([8, 0x05, 0, 8])
+        assert not msg.is_extended_id and msg.is_fd and msg.bitrate_switch and msg.dlc == 8
+        assert socketcan_bytes(msg) == header + bytes.fromhex(data) + bytes(56)
+
+
+def test_a_classic_bus_never_hears_fd_motors_though_they_act_on_its_frames(channel: str) -> None:
+    """Damiao's manual: a motor set to CAN FD receives CAN 2.0B frames but answers in CAN FD, which a classic controller never takes."""
+    plant = FakePlant(1)
+    raw, emulator_end, classic_end = fd_end(channel), fd_end(channel), can.Bus(interface="virtual", channel=channel)
+    try:
+        with DamiaoEmulator(plant, J1, emulator_end, fd=True):
+            raw.send(can.Message(arbitration_id=1, data=bytes.fromhex("FF FF FF FF FF FF FF FC"), is_extended_id=False))
+            reply = raw.recv(1.0)
+            assert plant.enabled == [True]  # the classic enable frame was acted on
+            assert reply is not None and reply.arbitration_id == 0x11 and reply.is_fd and reply.bitrate_switch
+            classic = DamiaoBus(J1, can_bus=classic_end, setup_timeout=0.05, retries=1)
+            classic.open()
+            with pytest.raises(BusError, match=r"never answered; no motor answered: check power, the channel, and that fd \(false\) matches"):
+                classic.enable()
+    finally:
+        for end in (raw, emulator_end, classic_end):
+            end.shutdown()
+
+
+def test_fd_frames_reach_no_classic_motor(channel: str) -> None:
+    """A CAN 2.0B controller cannot decode an FD frame: the motors neither act nor answer, and count it."""
+    plant = FakePlant(len(OPENARM_MOTORS))
+    emulator_end, bus_end = can.Bus(interface="virtual", channel=channel), fd_end(channel)
+    try:
+        with DamiaoEmulator(plant, OPENARM_MOTORS, emulator_end) as emulator:
+            bus = DamiaoBus(OPENARM_MOTORS, can_bus=bus_end, fd=True, reply_timeout=0.05, setup_timeout=0.05, retries=0)
+            bus.open()
+            assert not bus.read().fresh.any()
+            with pytest.raises(BusError, match=r"no motor answered: check power, the channel, and that fd \(true\) matches"):
+                bus.enable()
+            assert emulator.malformed == 7 + 7  # seven refresh requests, seven control-mode writes
+    finally:
+        bus_end.shutdown()
+        emulator_end.shutdown()
+    assert plant.enabled == [False] * 7 and plant.commands == []
+
+
+def test_fd_motors_take_fd_frames_without_the_bit_rate_switch_and_refuse_longer_ones(channel: str) -> None:
+    """LeRobot sends FD frames without the bit rate switch; any frame is still 8 data bytes: 12 (DLC 9) is not a Damiao frame."""
+    plant = FakePlant(1)
+    raw, emulator_end = fd_end(channel), fd_end(channel)
+    try:
+        with DamiaoEmulator(plant, J1, emulator_end, fd=True) as emulator:
+            raw.send(can.Message(arbitration_id=1, data=bytes.fromhex("FF FF FF FF FF FF FF FC"), is_extended_id=False, is_fd=True))
+            reply = raw.recv(1.0)
+            assert reply is not None and reply.is_fd and reply.bitrate_switch and plant.enabled == [True]
+            raw.send(can.Message(arbitration_id=1, data=bytes.fromhex("FF FF FF FF FF FF FF FD 00 00 00 00"), is_extended_id=False, is_fd=True, bitrate_switch=True))
+            assert raw.recv(0.2) is None
+            assert emulator.malformed == 1 and plant.enabled == [True]  # the 12-byte disable was not acted on
+    finally:
+        raw.shutdown()
+        emulator_end.shutdown()
+
+
+def test_an_fd_bus_refuses_an_interface_python_can_opened_as_can_2_0(channel: str) -> None:
+    wire = can.Bus(interface="virtual", channel=channel)  # python-can's default protocol: CAN 2.0
+    try:
+        bus = DamiaoBus(J1, can_bus=wire, fd=True)
+        with pytest.raises(BusError, match=r"CAN FD asked for \(fd true\) but python-can opened 'Virtual bus channel .*' as CAN_20; allowed: fd false"):
+            bus.open()
+    finally:
+        wire.shutdown()

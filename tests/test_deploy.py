@@ -2,7 +2,7 @@
 
 Policies here are tiny hand-made ONNX graphs (a constant action, or NaN) with
 the metadata `simrl export` writes, so no training is needed; the trained
-end-to-end run is tests/test_deploy_e2e.py (slow).
+end-to-end run is tests/test_deploy_arm_e2e.py (slow).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+import can
 import numpy as np
 import pytest
 from onnx import TensorProto, helper, numpy_helper
@@ -139,7 +140,13 @@ def test_the_cli_refuses_a_mismatched_policy_before_touching_a_bus(tmp_path: Pat
         (("rest: {}", "rest: {joint4: 3.0}"), "field 'shutdown.rest.joint4' = 3.0 is outside the joint limits; allowed: [0, 2.4435]"),
         (("kind: damiao", "kind: damio"), "field 'bus.kind' = 'damio': unknown kind (did you mean 'damiao'?); allowed: damiao, feetech, dynamixel"),
         (("  kind: damiao\n", ""), "missing required field 'bus.kind'"),
-        (("channel: can0", "chanel: can0"), "unknown field 'bus.chanel'; did you mean 'channel'? (allowed: bitrate, channel, host, interface, kind, port, reply_timeout_s, retries, setup_timeout_s)"),
+        (("channel: can0", "chanel: can0"), "unknown field 'bus.chanel'; did you mean 'channel'? (allowed: bitrate, channel, data_bitrate, fd, host, interface, kind, port, reply_timeout_s, retries, setup_timeout_s)"),
+        (("data_bitrate: 5000000", "data_bitrate: 8000000"), "field 'bus.data_bitrate' = 8000000: not a CAN FD data rate of Damiao motors; allowed: 2000000, 2500000, 3200000, 4000000, 5000000"),
+        (("fd: true", "fd: maybe"), "field 'bus.fd' = 'maybe': Input should be a valid boolean"),
+        (
+            ("interface: socketcan ", "interface: socketcand"),
+            "field 'bus.fd' = True: interface 'socketcand' carries classic CAN frames only (no FD flags, at most 8 data bytes); allowed with it: false (flag --no-fd)",
+        ),
         (("kp: 190,", "kpp: 190,"), "unknown field 'motors.2.kpp'; did you mean 'kp'? (allowed: can_id, joint, kd, kp, master_id, model, offset, sign)"),
         (("can_id: 0x04", "can_id: 0x03"), "field 'motors.3.can_id' = 3 repeats motors.2; allowed: one motor per can_id"),
         (("rest: {}", "rest: {jiont4: 1.0}"), "field 'shutdown.rest.jiont4' = 'jiont4' is not a joint with a motor; did you mean 'joint4'?"),
@@ -586,12 +593,53 @@ def test_a_signal_stops_deploy_safely_disables_and_exits_non_zero(tmp_path: Path
     assert (arrays["phase"] == PHASE_HOME).any()
 
 
+def test_an_openarm_deploy_runs_alike_over_can_fd_and_classic_can_and_every_frame_is_of_its_kind(
+    tmp_path: Path, openarm: Robot, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The shipped file (CAN FD) and --no-fd (classic), the same short run: each frame on the emulated arm's wire is seen."""
+    sniffers: list[can.BusABC] = []
+    new_arm = session.EmulatedArm
+
+    def arm_with_a_sniffer(*args: Any) -> EmulatedArm:
+        arm = new_arm(*args)
+        sniffers.append(can.Bus(interface="virtual", channel=arm.wire.channel))  # a third node on the motors' CAN wire
+        return arm
+
+    monkeypatch.setattr(session, "EmulatedArm", arm_with_a_sniffer)
+    policy = write_policy(tmp_path / "policy.onnx", openarm, 0.05)
+    runs = {}
+    for fd in (True, False):
+        overrides = {} if fd else {"bus.fd": False}  # the flag --no-fd: the emulated motors and the bus alike
+        request = fast_request(policy, ticks=10, goals=2, emulate=True, log=tmp_path / f"fd-{fd}.npz", overrides=overrides)
+        summary = run_deploy(request, prepare(request), StopRequest())
+        frames = []
+        while (msg := sniffers[-1].recv(0.0)) is not None:
+            frames.append(msg)
+        sniffers[-1].shutdown()
+        runs[fd] = summary
+        assert read_log(tmp_path / f"fd-{fd}.npz")[1]["deploy_config"]["bus"]["fd"] is fd
+        assert summary.stop_reason == "completed" and summary.final_enabled == [False] * 8, summary.detail
+        assert len(frames) > 2 * 8 * summary.policy_ticks  # every tick: 8 refresh requests, 8 commands, 16 replies
+        assert {(m.is_fd, m.bitrate_switch, len(m.data)) for m in frames} == {(fd, fd, 8)}
+        assert {m.arbitration_id for m in frames} == {*range(1, 9), 0x7FF, *range(0x11, 0x19)}
+    assert runs[True].goals_reached == runs[False].goals_reached and runs[True].policy_ticks == runs[False].policy_ticks
+
+
+def test_emulate_refuses_to_serve_can_fd_motors_through_socketcand() -> None:
+    result = run_simrl("emulate", "--robot", "openarm", "--port", "0", timeout=TIMEOUT)
+    assert_one_line_error(
+        result, "field 'bus.fd' = True: simrl emulate serves a CAN arm through socketcand, which carries classic CAN frames only; allowed: false"
+    )
+
+
 def test_emulate_serves_a_deploy_in_another_process(tmp_path: Path, openarm: Robot) -> None:
-    with subprocess.Popen(simrl_command("emulate", "--robot", "openarm", "--port", "0", "--json"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as server:
+    command = simrl_command("emulate", "--robot", "openarm", "--port", "0", "--no-fd", "--json")  # socketcand: classic CAN only
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as server:
         try:
             where = json.loads(read_line(server.stdout, TIMEOUT))
             assert where["host"] == "127.0.0.1" and where["port"] > 0 and where["reality"]["reality"] == "openarm-test"
-            overrides = {"bus.interface": "socketcand", "bus.host": where["host"], "bus.port": where["port"]}
+            assert where["deploy_flags"] == ["--interface", "socketcand", "--host", "127.0.0.1", "--port", str(where["port"]), "--channel", "can0", "--no-fd"]
+            overrides = {"bus.interface": "socketcand", "bus.host": where["host"], "bus.port": where["port"], "bus.fd": False}
             request = fast_request(write_policy(tmp_path / "policy.onnx", openarm, 0.0), ticks=5, log=tmp_path / "log.npz", overrides=overrides)
             summary = run_deploy(request, prepare(request), StopRequest())
         finally:

@@ -22,6 +22,7 @@ import pytest
 from simrl.deploy import session
 from simrl.deploy.buses import make_bus
 from simrl.deploy.buses.feetech.bus import FeetechBus
+from simrl.deploy.buses.feetech.settings import FEETECH_SERVOS
 from simrl.deploy.config import load_deploy_config
 from simrl.deploy.emulation.emulated_arm import EmulatedArm
 from simrl.deploy.emulation.feetech_firmware import FeetechFirmware
@@ -172,7 +173,8 @@ def joint_angles(bus: FeetechBus, gain: np.ndarray, offset: np.ndarray) -> np.nd
 
 def test_the_emulated_arm_writes_the_file_a_user_would_record(so101: Robot, hand_file: Path) -> None:
     joints = motor_joints(so101)
-    assert assembly_calibration(so101, joints, SERVO_IDS, ZEROS) == load_calibration(hand_file, joints)
+    config = load_deploy_config(so101)
+    assert assembly_calibration(so101, config, ZEROS, FEETECH_SERVOS) == load_calibration(hand_file, joints, FEETECH_SERVOS)
 
 
 def test_a_lerobot_file_gives_the_same_joint_angles_as_our_calibration_of_the_same_emulated_arm(
@@ -191,20 +193,20 @@ def test_a_lerobot_file_gives_the_same_joint_angles_as_our_calibration_of_the_sa
             place(plant, pose)
         return pose is None
 
-    ours = calibrate(bus, dict(zip(joints, SERVO_IDS)), lambda: place(plant, middle), watch)
+    ours = calibrate(bus, dict(zip(joints, SERVO_IDS)), FEETECH_SERVOS, lambda: place(plant, middle), watch, full_turn=("wrist_roll",))
     # the gripper was held at 0.78540 rad = 512 ticks past its zero tick 1500: homing 2012 - 2047 = -35;
     # its stops are -0.95993 rad = -625.78 ticks and +625.78 ticks from there: 2047 -+ 625.78 = 1421.2 and 2672.8
     assert (ours["gripper"].homing_offset, ours["gripper"].range_min, ours["gripper"].range_max) == (-35, 1421, 2673)
-    theirs = load_calibration(hand_file, joints)
+    theirs = load_calibration(hand_file, joints, FEETECH_SERVOS)
     assert {j: ours[j].homing_offset for j in joints[:5]} == {j: theirs[j].homing_offset for j in joints[:5]}
 
     poses = [dict(enumerate(so101.config.home[j] for j in joints)), {0: 1.2, 1: -1.0, 2: 1.5, 3: -0.7, 4: 2.5, 5: 1.7}, {0: -1.9, 5: -0.1}]
     for pose in poses:
         place(plant, pose)
         truth = np.array([plant.sample(i).position for i in range(6)])
-        by_ours = joint_angles(bus, *joint_mapping(ours, so101))  # the servos hold our calibration (calibrate wrote it)
+        by_ours = joint_angles(bus, *joint_mapping(ours, so101, FEETECH_SERVOS))  # the servos hold our calibration (calibrate wrote it)
         apply_calibration(bus, theirs)
-        by_theirs = joint_angles(bus, *joint_mapping(theirs, so101))
+        by_theirs = joint_angles(bus, *joint_mapping(theirs, so101, FEETECH_SERVOS))
         apply_calibration(bus, ours)
         np.testing.assert_allclose(by_theirs, by_ours, atol=TICK)
         np.testing.assert_allclose(by_ours, truth, atol=TICK)

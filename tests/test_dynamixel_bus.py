@@ -74,8 +74,10 @@ def test_config_errors_name_the_field() -> None:
         DynamixelMotor("shoulder_pan", 1, "xl430-w25")
     with pytest.raises(DynamixelConfigError, match="share the same id"):
         DynamixelBus("/dev/null", [DynamixelMotor("a", 1, "xl430-w250"), DynamixelMotor("b", 1, "xl430-w250")])
-    with pytest.raises(DynamixelConfigError, match="allowed: position, current_position"):
-        DynamixelBus("/dev/null", MOTORS, mode="torque")
+    with pytest.raises(DynamixelConfigError, match=r"mode 'torque'; allowed on the xl330-m288: position, extended_position, current_position"):
+        DynamixelMotor("gripper", 6, "xl330-m288", mode="torque")
+    with pytest.raises(DynamixelConfigError, match=r"'wrist_flex': mode 'current_position' \(the xl430-w250 has no such mode\); allowed on the xl430-w250: position, extended_position$"):
+        DynamixelMotor("wrist_flex", 4, "xl430-w250", mode="current_position")  # the XL430 senses no current (modes 1, 3, 4, 16)
 
 
 def test_enable_configures_the_servos_and_reads_the_arm_in_motor_space(bus: DynamixelBus, plant: RealityPlant, firmware) -> None:
@@ -84,15 +86,19 @@ def test_enable_configures_the_servos_and_reads_the_arm_in_motor_space(bus: Dyna
     np.testing.assert_allclose(readings.position, joint_angles(plant), atol=TICK)
     tables = firmware.tables()
     assert [tables[m][9] for m in range(6)] == [0] * 6  # Return Delay Time 0
-    assert [tables[m][11] for m in range(6)] == [3] * 6  # position mode
+    assert [tables[m][11] for m in range(6)] == [4] * 6  # extended position mode, LeRobot's for arm joints
     assert [tables[m][64] for m in range(6)] == [1] * 6  # torque on
 
 
-def test_current_based_position_mode_where_the_model_senses_current(link: PtySerialLink, firmware) -> None:
-    with DynamixelBus(link.port, MOTORS, mode="current_position", reply_timeout=REPLY_TIMEOUT) as bus:
+def test_each_motor_runs_in_its_own_mode(link: PtySerialLink, firmware) -> None:
+    modes = ["position", "extended_position", "current_position", "position", "extended_position", "current_position"]
+    motors = [DynamixelMotor(m.name, m.id, m.model, mode) for m, mode in zip(MOTORS, modes)]
+    with DynamixelBus(link.port, motors, reply_timeout=REPLY_TIMEOUT) as bus:
         bus.enable()
-    modes = [firmware.tables()[m][11] for m in range(6)]
-    assert modes == [5, 5, 5, 3, 5, 5]  # the XL430-W250 (id 4) has no current sensing: position mode
+    tables = firmware.tables()
+    assert [tables[m][11] for m in range(6)] == [3, 4, 5, 3, 4, 5]
+    # current-based position: Goal Current (102) = Current Limit (38), the XL330's 1,750 mA (0x06D6) as shipped
+    assert tables[5][102:104] == b"\xd6\x06"
 
 
 def test_the_servo_loop_drives_the_plant_joint_to_the_goal(bus: DynamixelBus, plant: RealityPlant) -> None:

@@ -89,6 +89,8 @@ def test_byte_stuffing_round_trips_through_the_sdk_and_the_emulator(wire, record
     assert result == OK and status[8] == 0  # its status packet: no error
     assert ph.read4ByteTxRx(port, 1, 20) == (offset & 0xFFFFFFFF, OK, 0)
     assert bytes.fromhex("55 00 FF FF FD FD FF") in recording.replies[-1].data  # and stuff its own reply
+    assert ph.read4ByteTxRx(port, 1, 132)[0] == 2048  # position mode (factory) ignores an offset beyond +-1,024
+    assert ph.write1ByteTxRx(port, 1, 11, 4) == (OK, 0)  # extended position mode takes any
     assert ph.read4ByteTxRx(port, 1, 132)[0] == (2048 + offset) & 0xFFFFFFFF  # Present Position = actual + Homing Offset
     # The SDK's own write: dynamixel_sdk 4.1 drops addStuffing's result in txPacket, so it sends the pattern
     # unstuffed (LEN 9); a servo takes it by its length and CRC, and so does the emulator.
@@ -217,6 +219,50 @@ def test_other_operating_modes_turn_the_joint_the_commanded_way(plant: RealityPl
             firmware.receive(sdk_frame(1, Instruction.WRITE, bytes([item, 0]) + negative))
         plant.advance(0.4)
         assert np.sign(plant.qvel[0]) == sign  # shoulder_pan turns about the vertical: no gravity to fight
+
+
+def write(firmware: DynamixelFirmware, servo_id: int, address: int, data: bytes) -> int:
+    """A WRITE through the firmware; the status packet's error byte."""
+    (reply,) = firmware.receive(sdk_frame(servo_id, Instruction.WRITE, bytes([address, 0]) + data))
+    return reply.data[8]
+
+
+def present_position(firmware: DynamixelFirmware, servo_id: int) -> int:
+    (reply,) = firmware.receive(sdk_frame(servo_id, Instruction.READ, bytes([132, 0, 4, 0])))
+    return int.from_bytes(reply.data[9:13], "little", signed=True)
+
+
+def test_homing_offset_adds_to_the_encoder_and_position_mode_ignores_one_beyond_1024(plant: RealityPlant) -> None:
+    firmware = DynamixelFirmware(plant, [(i, m) for _, i, m in SERVOS], baud=BAUD, encoder_zero=[3100, 1000, 2547, 600, 3900, 1500])
+    assert present_position(firmware, 1) == 3100  # shoulder_pan at home is joint 0: its encoder's zero tick
+    assert write(firmware, 1, 20, (-1053).to_bytes(4, "little", signed=True)) == 0  # LeRobot's 2047 - 3100
+    assert present_position(firmware, 1) == 3100  # position mode (3, factory): |-1053| > 1024 is ignored (x/homing_offset.md)
+    assert write(firmware, 1, 11, bytes([4])) == 0  # extended position
+    assert present_position(firmware, 1) == 2047  # Present Position = Actual Position + Homing Offset
+    assert write(firmware, 2, 20, (1000).to_bytes(4, "little", signed=True)) == 0
+    assert present_position(firmware, 2) == 1000 - 391 + 1000  # shoulder_lift at home -0.6 rad = -391.1 ticks; within 1024: taken
+
+
+def test_the_count_restarts_within_one_turn_at_power_on_and_on_switching_to_extended_position(plant: RealityPlant) -> None:
+    firmware = DynamixelFirmware(plant, [(i, m) for _, i, m in SERVOS], baud=BAUD, encoder_zero=[4000, 2048, 2048, 2048, 2048, 2048])
+    assert present_position(firmware, 1) == 4000
+    plant.place(0, 0.5)  # 0.5 rad = 325.9 ticks on: past the encoder's 4095 -> 0 wrap
+    assert present_position(firmware, 1) == 4326  # counted on from the power-on turn
+    assert write(firmware, 1, 11, bytes([4])) == 0  # "reset to the absolute position value within a single turn" (x/goal_position.md)
+    assert present_position(firmware, 1) == 4326 - 4096
+    plant.place(0, 0.0)
+    assert present_position(firmware, 1) == 4000 - 4096  # the same pose now reads a turn lower: why LeRobot homes in this mode
+    (reply,) = firmware.receive(sdk_frame(1, Instruction.REBOOT))
+    assert reply.data[8] == 0 and present_position(firmware, 1) == 4000  # a power cycle counts from the single turn again
+
+
+def test_reverse_mode_counts_the_other_way(plant: RealityPlant) -> None:
+    firmware = make_firmware(plant)
+    assert present_position(firmware, 1) == 2048
+    assert write(firmware, 1, 10, bytes([1])) == 0  # Drive Mode (10) bit 0: Reverse (x/drive_mode.md)
+    assert present_position(firmware, 1) == 2048  # -2048 within one turn: 4096 - 2048
+    plant.place(0, 0.1)  # 65.2 ticks counter-clockwise
+    assert present_position(firmware, 1) == 2048 - 65
 
 
 # ---------------------------------------------------------------- fuzz

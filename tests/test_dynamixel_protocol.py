@@ -99,6 +99,23 @@ def test_control_tables_hold_the_e_manual_addresses_and_defaults() -> None:
     assert dxl.MODELS["xl430-w250"].modes == {1, 3, 4, 16} and dxl.MODELS["xl330-m288"].modes == {0, 1, 3, 4, 5, 16}
 
 
+def test_the_servo_table_gives_the_hand_computed_torque_law() -> None:
+    """Worked by hand: 4096 / (2 pi) = 651.8986 ticks/rad; 885 PWM units = full duty = the stall torque; e-manual XL430-W250
+    at 12 V 1.5 N m, 1.4 A, 61 rev/min (6.387905 rad/s); XL330-M288 at 5 V 0.52 N m, 1.47 A, 103 rev/min (10.786135 rad/s)."""
+    xl430, xl330 = dxl.MODELS["xl430-w250"], dxl.MODELS["xl330-m288"]
+    extended, current_based = 4, 5
+    # P 640 / 128 = 5; 5 x 651.8986 / 885 x 1.5 = 5.524565 N m/rad. D 4000 / 16 = 250 per tick/ms: 250 x 0.6518986 / 885 x 1.5
+    assert dxl.position_kp(xl430, 640, extended) == pytest.approx(5.524565, rel=1e-6)
+    assert dxl.position_kv(xl430, 4000, extended) == pytest.approx(0.2762282, rel=1e-6)
+    # the XL330's measured divisor 256: 400 / 256 = 1.5625; 1.5625 x 651.8986 / 885 x 0.52 = 0.598495
+    assert dxl.position_kp(xl330, 400, extended) == pytest.approx(0.598495, rel=1e-6)
+    # current-based position: 400 / 128 = 3.125 mA per tick; 3.125 x 651.8986 x 0.001 A x (0.52 / 1.47 = 0.3537415 N m/A)
+    assert dxl.position_kp(xl330, 400, current_based) == pytest.approx(0.7206363, rel=1e-6)
+    assert dxl.current_torque(xl330, 600) == pytest.approx(0.2122449, rel=1e-6)  # 0.6 A x 0.3537415
+    assert dxl.back_emf_damping(xl430) == pytest.approx(0.2348188, rel=1e-6)  # 1.5 / 6.387905
+    assert dxl.back_emf_damping(xl330) == pytest.approx(0.0482100, rel=1e-5)  # 0.52 / 10.786135
+
+
 def test_ticks_map_to_radians_about_the_centre_tick() -> None:
     assert dxl.ticks_to_radians(2048) == 0.0
     assert dxl.ticks_to_radians(3072) == pytest.approx(math.pi / 2)  # a quarter turn of 4096 ticks

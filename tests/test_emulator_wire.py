@@ -159,3 +159,27 @@ def test_stopped_server_raises_bus_error_on_the_client(server: SocketcandServer)
             bus.exchange(command)
     assert "\n" not in str(error.value)
     bus.close()
+
+
+def test_socketcand_never_relays_an_fd_frame(plant: FakePlant, channel: str) -> None:
+    """Motors set to CAN FD take socketcand's classic request but answer in FD, which socketcand does not carry."""
+    emulator_end = can.Bus(interface="virtual", channel=channel, protocol=can.CanProtocol.CAN_FD)
+    try:
+        with DamiaoEmulator(plant, OPENARM_MOTORS, emulator_end, fd=True), SocketcandServer(channel) as server:
+            with socket.create_connection(("127.0.0.1", server.port), timeout=TIMEOUT) as sock:
+                assert read_until(sock, 1) == ["< hi >"]
+                sock.sendall(b"< open can0 >< rawmode >")
+                assert read_until(sock, 2) == ["< ok >", "< ok >"]
+                sock.sendall(b"< send 4 8 ff ff ff ff ff ff ff fc >")  # enable motor 4, classic
+                sock.settimeout(0.3)
+                with pytest.raises(socket.timeout):
+                    sock.recv(4096)
+            assert plant.enabled[3]  # the motor acted on it; its FD reply stayed on the CAN side
+    finally:
+        emulator_end.shutdown()
+
+
+def test_python_can_socketcand_client_is_can_2_0_so_an_fd_bus_refuses_it(server: SocketcandServer) -> None:
+    bus = DamiaoBus(OPENARM_MOTORS, interface="socketcand", channel="can0", host="127.0.0.1", port=server.port, fd=True)
+    with pytest.raises(BusError, match=r"CAN FD asked for \(fd true\) but python-can opened 'socketcand on can0@127.0.0.1:\d+' as CAN_20"):
+        bus.open()

@@ -265,7 +265,7 @@ def test_validate_accepts_every_shipped_profile(profile: str) -> None:
     path = data_dir("randomization") / f"{profile}.yaml"
     result = run_simrl("randomization", "validate", str(path))
     assert result.returncode == 0, result.stderr
-    assert result.stdout.startswith(f"ok: {path} (") and "robots: fr3, openarm, so101)" in result.stdout
+    assert result.stdout.startswith(f"ok: {path} (") and "robots: fr3, omx, openarm, so101)" in result.stdout
 
 
 def test_list_shows_the_shipped_profiles() -> None:

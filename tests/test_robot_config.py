@@ -26,11 +26,11 @@ def _edited_copy(tmp_path: Path, edit) -> Path:
 
 
 def test_shipped_robots_are_listed() -> None:
-    assert available_robots() == ["fr3", "openarm", "so101"]
+    assert available_robots() == ["fr3", "omx", "openarm", "so101"]
 
 
 def test_unknown_robot_names_the_choices() -> None:
-    with pytest.raises(SimrlError, match=r"unknown robot 'so100' \(did you mean 'so101'\?\); available: fr3, openarm, so101"):
+    with pytest.raises(SimrlError, match=r"unknown robot 'so100' \(did you mean 'so101'\?\); available: fr3, omx, openarm, so101"):
         load_robot("so100")
 
 
@@ -71,7 +71,7 @@ def test_broken_mjcf_is_reported(tmp_path: Path) -> None:
 def test_cli_error_is_one_line_exit_2_no_traceback() -> None:
     result = run_simrl("bench", "env", "--robot", "so100", "--envs", "8")
     assert result.returncode == 2
-    assert result.stderr.strip() == "error: unknown robot 'so100' (did you mean 'so101'?); available: fr3, openarm, so101"
+    assert result.stderr.strip() == "error: unknown robot 'so100' (did you mean 'so101'?); available: fr3, omx, openarm, so101"
     assert "Traceback" not in result.stderr + result.stdout
 
 

@@ -11,7 +11,7 @@ import mujoco
 import numpy as np
 import pytest
 
-from tests.robot_checks import data_at, rotation_angle, set_arm
+from tests.robot_checks import data_at, parallel_chain_pose, rotation_angle, set_arm
 
 pytestmark = pytest.mark.parametrize("robot", ["openarm"], indirect=True)  # conftest's session fixture
 
@@ -37,22 +37,9 @@ WORLD_TO_TORSO = np.array([0.0, 0.0, 0.6])
 TORQUE_LIMIT = [40.0, 40.0, 27.0, 27.0, 7.0, 7.0, 7.0]
 
 
-def _axis_angle(axis, angle: float) -> np.ndarray:
-    """Rodrigues' rotation matrix."""
-    k = np.asarray(axis, dtype=float)
-    k = k / np.linalg.norm(k)
-    cross = np.array([[0.0, -k[2], k[1]], [k[2], 0.0, -k[0]], [-k[1], k[0], 0.0]])
-    return np.eye(3) + np.sin(angle) * cross + (1.0 - np.cos(angle)) * cross @ cross
-
-
 def table_ee(q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """World position and rotation of ee_base_link from the table and the mount alone."""
-    pos = WORLD_TO_TORSO + TORSO_TO_BASE
-    rot = np.eye(3)
-    for (offset, axis), angle in zip(CHAIN, q):
-        pos = pos + rot @ np.array(offset)
-        rot = rot @ _axis_angle(axis, angle)
-    return pos, rot
+    return parallel_chain_pose(WORLD_TO_TORSO + TORSO_TO_BASE, CHAIN, q)
 
 
 def test_maker_parameters(robot):

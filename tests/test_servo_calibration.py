@@ -2,9 +2,10 @@
 
 Expected numbers are worked out by hand in the comments (ticks, radians,
 degrees), never with the code under test. The procedure runs against an
-in-memory servo that only does what the STS3215 does with its registers
-(Present_Position = shaft position - Homing_Offset); the end-to-end check over
-the Feetech bus and the emulated SO-101 belongs to the bus integration.
+in-memory servo that only does what the servo does with its registers
+(STS3215: Present_Position = shaft position - Homing_Offset; Dynamixel X:
+shaft + Homing Offset); the end-to-end checks over the buses and the emulated
+arms belong to the bus integration.
 """
 
 from __future__ import annotations
@@ -16,11 +17,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from simrl.deploy.buses.dynamixel.settings import DYNAMIXEL_SERVOS
+from simrl.deploy.buses.feetech.settings import FEETECH_SERVOS
 from simrl.deploy.servo_calibration import (
     CalibrationPort,
     MotorCalibration,
     RangeSnapshot,
+    ServoFamily,
     calibrate,
+    half_turn_homings,
     joint_mapping,
     load_calibration,
     save_calibration,
@@ -98,7 +103,7 @@ def write(tmp_path: Path, data: dict | str) -> Path:
 
 
 def test_lerobot_file_loads_and_saves_back_byte_for_byte(tmp_path: Path) -> None:
-    calibration = load_calibration(write(tmp_path, LEROBOT_FILE), JOINTS)
+    calibration = load_calibration(write(tmp_path, LEROBOT_FILE), JOINTS, FEETECH_SERVOS)
     assert list(calibration) == list(JOINTS)
     assert calibration["gripper"] == MotorCalibration(id=6, drive_mode=0, homing_offset=1410, range_min=2012, range_max=3434)
     assert calibration["wrist_roll"].middle == 2047.5
@@ -111,16 +116,16 @@ def test_lerobot_file_loads_and_saves_back_byte_for_byte(tmp_path: Path) -> None
 def test_motors_in_another_order_load_in_the_robots_order(tmp_path: Path) -> None:
     data = entries()
     shuffled = {name: data[name] for name in reversed(JOINTS)}
-    calibration = load_calibration(write(tmp_path, shuffled), JOINTS)
+    calibration = load_calibration(write(tmp_path, shuffled), JOINTS, FEETECH_SERVOS)
     assert list(calibration) == list(JOINTS)
     out = tmp_path / "saved.json"
     save_calibration(out, calibration)
     assert json.loads(out.read_text()) == data
 
 
-def error_for(tmp_path: Path, data: dict | str) -> str:
+def error_for(tmp_path: Path, data: dict | str, servos: ServoFamily = FEETECH_SERVOS) -> str:
     with pytest.raises(SimrlError) as info:
-        load_calibration(write(tmp_path, data), JOINTS)
+        load_calibration(write(tmp_path, data), JOINTS, servos)
     message = str(info.value)
     assert "\n" not in message and str(tmp_path / "follower.json") in message
     return message
@@ -165,7 +170,7 @@ def test_range_min_must_be_below_range_max(tmp_path: Path) -> None:
         ("drive_mode", 2, "field 'drive_mode' = 2: must be 0 or 1"),
         ("drive_mode", True, "field 'drive_mode' = True: Input should be a valid integer"),
         ("range_max", 4096, "field 'range_max' = 4096: Input should be less than or equal to 4095"),
-        ("homing_offset", -2048, "field 'homing_offset' = -2048: Input should be greater than or equal to -2047"),
+        ("homing_offset", -2048, "field 'homing_offset' = -2048: allowed: -2047..2047 (a Feetech servo's Homing_Offset)"),
         ("range_min", 12.0, "field 'range_min' = 12.0: Input should be a valid integer"),
         ("id", "3", "field 'id' = '3': Input should be a valid integer"),
     ],
@@ -174,6 +179,14 @@ def test_out_of_range_or_mistyped_values_are_named(tmp_path: Path, field: str, v
     data = entries()
     data["gripper"][field] = value
     assert f"motor 'gripper': {expected}" in error_for(tmp_path, data)
+
+
+def test_the_homing_offset_is_checked_against_the_servo_familys_register(tmp_path: Path) -> None:
+    data = entries()
+    data["gripper"]["homing_offset"] = -2048  # what a Dynamixel at tick 4095 needs: 2047 - 4095; a Feetech cannot hold it
+    assert load_calibration(write(tmp_path, data), JOINTS, DYNAMIXEL_SERVOS)["gripper"].homing_offset == -2048
+    data["gripper"]["homing_offset"] = 1_044_480  # one past the X series' Homing Offset (20) range, 255 turns
+    assert "field 'homing_offset' = 1044480: allowed: -1044479..1044479 (a Dynamixel servo's" in error_for(tmp_path, data, DYNAMIXEL_SERVOS)
 
 
 def test_two_motors_with_one_id_are_refused(tmp_path: Path) -> None:
@@ -190,7 +203,7 @@ def test_a_repeated_key_is_refused(tmp_path: Path) -> None:
 def test_broken_json_and_a_missing_file_are_one_line_errors(tmp_path: Path) -> None:
     assert "line 1 column 2: invalid JSON" in error_for(tmp_path, "{oops}")
     with pytest.raises(SimrlError, match="calibration file not found"):
-        load_calibration(tmp_path / "absent.json", JOINTS)
+        load_calibration(tmp_path / "absent.json", JOINTS, FEETECH_SERVOS)
 
 
 # ---------------------------------------------------------------- ticks -> model joint angles
@@ -209,7 +222,7 @@ def calibration_with(**overrides: dict) -> dict[str, MotorCalibration]:
 
 def test_an_arm_joint_is_zero_at_the_middle_of_its_range_and_follows_drive_mode(so101: Robot) -> None:
     calibration = calibration_with(shoulder_pan={"range_min": 1000, "range_max": 3000})
-    gain, offset = joint_mapping(calibration, so101)
+    gain, offset = joint_mapping(calibration, so101, FEETECH_SERVOS)
     # middle 2000 ticks is 48 ticks short of half a turn: -48 / 4096 of a turn = -0.0736311 rad
     assert offset[0] == pytest.approx(-0.0736311, abs=1e-7)
     assert gain[0] == 1.0
@@ -217,11 +230,14 @@ def test_an_arm_joint_is_zero_at_the_middle_of_its_range_and_follows_drive_mode(
     ticks = [2512, 2000, 2000, 2000, 2000, 2500]
     assert joint_angles(gain, offset, ticks)[0] == pytest.approx(0.7853982, abs=1e-7)
     reversed_pan = calibration_with(shoulder_pan={"range_min": 1000, "range_max": 3000, "drive_mode": 1})
-    assert joint_angles(*joint_mapping(reversed_pan, so101), ticks)[0] == pytest.approx(-0.7853982, abs=1e-7)
+    assert joint_angles(*joint_mapping(reversed_pan, so101, FEETECH_SERVOS), ticks)[0] == pytest.approx(-0.7853982, abs=1e-7)
+    # a Dynamixel reverses itself (its Drive Mode register, which the bus writes from the file): its ticks already run
+    # the joint's way, and LeRobot's Dynamixel driver ignores drive_mode (apply_drive_mode = False)
+    assert joint_angles(*joint_mapping(reversed_pan, so101, DYNAMIXEL_SERVOS), ticks)[0] == pytest.approx(0.7853982, abs=1e-7)
 
 
 def test_every_arm_joint_maps_its_middle_to_the_model_zero(so101: Robot) -> None:
-    gain, offset = joint_mapping(calibration_with(), so101)
+    gain, offset = joint_mapping(calibration_with(), so101, FEETECH_SERVOS)
     # middles of the file's ranges: (758+3292)/2 = 2025, (612+3378)/2 = 1995, (903+3122)/2 = 2012.5,
     # (857+3215)/2 = 2036, (0+4095)/2 = 2047.5
     middles = [2025, 1995, 2012.5, 2036, 2047.5]
@@ -233,19 +249,30 @@ def test_every_arm_joint_maps_its_middle_to_the_model_zero(so101: Robot) -> None
 def test_the_gripper_range_spans_the_model_gripper_range(so101: Robot) -> None:
     # robots/so101/robot.xml: gripper range="-0.17453 1.74533" (closed .. open); midpoint 0.78540
     calibration = calibration_with(gripper={"range_min": 1000, "range_max": 3000})
-    gain, offset = joint_mapping(calibration, so101)
+    gain, offset = joint_mapping(calibration, so101, FEETECH_SERVOS)
     arm = [2025, 1995, 2012.5, 2036, 2047.5]
     grip = [joint_angles(gain, offset, arm + [t])[5] for t in (1000, 2000, 3000)]
     np.testing.assert_allclose(grip, [-0.17453, 0.78540, 1.74533], atol=1e-5)
     reversed_grip = calibration_with(gripper={"range_min": 1000, "range_max": 3000, "drive_mode": 1})
-    gain, offset = joint_mapping(reversed_grip, so101)
+    gain, offset = joint_mapping(reversed_grip, so101, FEETECH_SERVOS)
     grip = [joint_angles(gain, offset, arm + [t])[5] for t in (1000, 2000, 3000)]
     np.testing.assert_allclose(grip, [1.74533, 0.78540, -0.17453], atol=1e-5)
+    gain, offset = joint_mapping(reversed_grip, so101, DYNAMIXEL_SERVOS)  # the servo reversed itself: range_min is closed
+    grip = [joint_angles(gain, offset, arm + [t])[5] for t in (1000, 2000, 3000)]
+    np.testing.assert_allclose(grip, [-0.17453, 0.78540, 1.74533], atol=1e-5)
+
+
+def test_a_gripper_never_swept_maps_one_to_one_as_an_arm_joint(so101: Robot) -> None:
+    # 0..4095 is what LeRobot gives a motor it does not sweep (an OMX's factory file): no jaw travel to stretch over
+    gain, offset = joint_mapping(calibration_with(gripper={"range_min": 0, "range_max": 4095}), so101, FEETECH_SERVOS)
+    arm = [2025, 1995, 2012.5, 2036, 2047.5]
+    # 512 ticks past the middle 2047.5: an eighth of a turn, pi / 4 = 0.7853982 rad
+    assert joint_angles(gain, offset, arm + [2559.5])[5] == pytest.approx(0.7853982, abs=1e-7) and gain[5] == 1.0
 
 
 def test_the_4096_tick_turn_differs_from_lerobots_degrees_by_4096_over_4095(so101: Robot) -> None:
     calibration = calibration_with(shoulder_pan={"range_min": 1000, "range_max": 3000})
-    gain, offset = joint_mapping(calibration, so101)
+    gain, offset = joint_mapping(calibration, so101, FEETECH_SERVOS)
     ours_deg = np.degrees(joint_angles(gain, offset, [3000, 1995, 2012.5, 2036, 2047.5, 3434])[0])
     # 1000 ticks past the middle: ours 1000 * 360 / 4096 = 87.890625 deg; LeRobot's 1000 * 360 / 4095 = 87.912088 deg
     assert ours_deg == pytest.approx(87.890625, abs=1e-9)
@@ -258,21 +285,24 @@ def test_the_4096_tick_turn_differs_from_lerobots_degrees_by_4096_over_4095(so10
 class FakeServos:
     """The registers calibration touches, per motor: a shaft position the test moves, Homing_Offset and the limits.
 
-    Only the servo's own rule is modelled: Present_Position = shaft - Homing_Offset.
+    Only the servo's own rule is modelled: Present_Position = shaft - Homing_Offset (an STS3215), or with
+    ``adds_homing`` shaft + Homing Offset (a Dynamixel X, e-manual x/homing_offset.md).
     """
 
-    def __init__(self, shaft: Mapping[str, int]) -> None:
+    def __init__(self, shaft: Mapping[str, int], adds_homing: bool = False) -> None:
         self.shaft = dict(shaft)
+        self.adds_homing = adds_homing
         self.homing = {joint: 777 for joint in shaft}  # left over from an earlier calibration
         self.limits = {joint: (500, 3500) for joint in shaft}
         self.events: list[str] = []
 
-    def disable_torque(self) -> None:
+    def prepare_for_calibration(self) -> None:
         self.events.append("torque off")
 
     def raw_positions(self) -> dict[str, int]:
         self.events.append("read")
-        return {joint: self.shaft[joint] - self.homing[joint] for joint in self.shaft}
+        sign = 1 if self.adds_homing else -1
+        return {joint: self.shaft[joint] + sign * self.homing[joint] for joint in self.shaft}
 
     def write_homing_offsets(self, offsets: Mapping[str, int]) -> None:
         self.events.append(f"homing {dict(offsets)}")
@@ -311,7 +341,9 @@ EXPECTED = dict(
 )
 
 
-def run_procedure(servos: FakeServos, middle: Mapping[str, int], sweep: list[dict[str, int]]) -> tuple[dict, list[RangeSnapshot]]:
+def run_procedure(
+    servos: FakeServos, middle: Mapping[str, int], sweep: list[dict[str, int]], family: ServoFamily = FEETECH_SERVOS
+) -> tuple[dict, list[RangeSnapshot]]:
     """Calibrate with a 'user' who poses ``middle`` when asked, then moves through ``sweep`` one pose per poll."""
     poses = iter(sweep)
     seen: list[RangeSnapshot] = []
@@ -327,7 +359,7 @@ def run_procedure(servos: FakeServos, middle: Mapping[str, int], sweep: list[dic
             servos.shaft = dict(pose)
         return pose is None
 
-    return calibrate(_port(servos), IDS, pose_middle, watch), seen
+    return calibrate(_port(servos), IDS, family, pose_middle, watch, full_turn=("wrist_roll",)), seen
 
 
 def test_the_procedure_centres_each_joint_on_half_a_turn_and_records_its_range() -> None:
@@ -353,16 +385,27 @@ def test_the_procedure_centres_each_joint_on_half_a_turn_and_records_its_range()
     assert len(seen) == len(SWEEP) + 1
 
 
+def test_on_a_dynamixel_the_offsets_take_the_other_sign_and_the_ranges_are_the_same() -> None:
+    servos = FakeServos(REST, adds_homing=True)
+    calibration, seen = run_procedure(servos, MIDDLE, SWEEP, DYNAMIXEL_SERVOS)
+    # 2047 - shaft: the negatives of the STS3215's offsets above; present = shaft + homing then reads as there
+    assert {j: c.homing_offset for j, c in calibration.items()} == {j: -h for j, h in HOMINGS.items()}
+    assert {j: (c.range_min, c.range_max) for j, c in calibration.items()} == EXPECTED
+    assert seen[0].positions == {j: 2047 for j in JOINTS}
+
+
 def test_calibrated_file_round_trips(tmp_path: Path) -> None:
     calibration, _ = run_procedure(FakeServos(REST), MIDDLE, SWEEP)
     save_calibration(tmp_path / "follower.json", calibration)
-    assert load_calibration(tmp_path / "follower.json", JOINTS) == calibration
+    assert load_calibration(tmp_path / "follower.json", JOINTS, FEETECH_SERVOS) == calibration
 
 
 def test_a_middle_pose_at_the_last_tick_needs_an_offset_the_register_cannot_hold() -> None:
     # 4095 - 2047 = 2048 > 2047 (sign-magnitude, sign bit 11); 0 - 2047 = -2047 still fits
-    with pytest.raises(SimrlError, match="motor 'elbow_flex' reads 4095 ticks at the middle pose: its homing offset 2048"):
+    with pytest.raises(SimrlError, match="motor 'elbow_flex' reads 4095 ticks at the middle pose: its homing offset 2048 is beyond the Feetech"):
         run_procedure(FakeServos(REST), dict(MIDDLE, elbow_flex=4095, wrist_flex=0), SWEEP)
+    # a Dynamixel's 4-byte register holds 2047 - 4095 = -2048
+    assert half_turn_homings({"elbow_flex": 4095}, DYNAMIXEL_SERVOS) == {"elbow_flex": -2048}
 
 
 def test_a_joint_that_never_moves_is_named() -> None:

@@ -13,8 +13,9 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from simrl.deploy.buses import make_bus
+from simrl.deploy.buses.servo_settings import ServoBusSettings
 from simrl.deploy.config import load_deploy_config
-from simrl.deploy.servo_calibration import CalibrationPort, MotorCalibration, RangeSnapshot, calibrate, save_calibration
+from simrl.deploy.servo_calibration import CalibrationPort, MotorCalibration, RangeSnapshot, calibrate, factory_calibrate, save_calibration
 from simrl.errors import SimrlError
 from simrl.robots import load_robot
 
@@ -56,13 +57,16 @@ def calibrate_arm(robot: str, out: Path, terminal: Terminal, config: Path | None
     arm = load_robot(robot)
     overrides: dict[str, Any] = {} if port is None else {"bus.port": port}
     deploy = load_deploy_config(arm, config, overrides)
-    bus = make_bus(deploy)
-    if not isinstance(bus, CalibrationPort):
+    if not isinstance(deploy.bus, ServoBusSettings):
         raise SimrlError(
             f"{deploy.file}: bus kind '{deploy.bus.kind}' keeps no calibration in its motors; `simrl calibrate` is for servo arms "
-            "(kind feetech); set this arm's offset and sign in its deploy file"
+            "(kind feetech or dynamixel); set this arm's offset and sign in its deploy file"
         )
+    bus = make_bus(deploy)
+    assert isinstance(bus, CalibrationPort)  # every servo family's bus is one
     motors = {m.joint: m.id for m in deploy.motors}
+    full_turn = deploy.bus.full_turn_motors
+    swept = [joint for joint in motors if joint not in full_turn]
     polls = 0
 
     def middle_pose() -> None:
@@ -76,14 +80,19 @@ def calibrate_arm(robot: str, out: Path, terminal: Terminal, config: Path | None
         nonlocal polls
         polls += 1
         if polls == 1:  # the offsets are written: the pose is recorded, the sweep may start
-            terminal.say("Now move every joint but wrist_roll through its whole range, stop to stop; press Enter when done.")
+            but = f" but {', '.join(full_turn)}" if full_turn else ""
+            terminal.say(f"Now move every joint{but} through its whole range, stop to stop ({', '.join(swept)}); press Enter when done.")
         if polls % 10 == 1:  # about once a second
             terminal.say(range_table(snapshot))
         return terminal.enter_pressed(POLL_S)
 
     bus.open()
     try:
-        calibration = calibrate(bus, motors, middle_pose, watch)
+        if deploy.bus.factory_calibrated:
+            terminal.say(f"{robot} ships calibrated by its maker: writing LeRobot's factory calibration (homing 0, 0..4095) to {', '.join(motors)}.")
+            calibration = factory_calibrate(bus, motors)
+        else:
+            calibration = calibrate(bus, motors, deploy.bus.servos, middle_pose, watch, full_turn)
     finally:
         bus.close()
     save_calibration(out, calibration)

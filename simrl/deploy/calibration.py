@@ -51,7 +51,7 @@ class Calibration:
     @classmethod
     def from_config(cls, config: DeployConfig, robot: Robot) -> "Calibration":
         """The deploy file's calibration, as its motor family gives it (``BusSettings.joint_calibration``):
-        each motor's ``sign`` and ``offset``, or (Feetech) the arm's LeRobot calibration file."""
+        each motor's ``sign`` and ``offset``, or (a servo arm: Feetech, Dynamixel) its LeRobot calibration file."""
         gain, offset = config.bus.joint_calibration(config.file, config.motors, robot)
         return cls(joints=tuple(m.joint for m in config.motors), gain=gain, offset=offset)
 

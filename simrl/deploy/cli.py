@@ -48,6 +48,7 @@ def deploy_command(
     interface: Optional[str] = typer.Option(None, "--interface", help="Damiao (CAN): python-can interface replacing the config's (socketcan, socketcand, ...)."),
     channel: Optional[str] = typer.Option(None, "--channel", help="Damiao (CAN): CAN channel replacing the config's."),
     host: Optional[str] = typer.Option(None, "--host", help="Damiao (CAN): socketcand server host (e.g. from `simrl emulate`)."),
+    fd: Optional[bool] = typer.Option(None, "--fd/--no-fd", help="Damiao (CAN): CAN FD or classic CAN 2.0, replacing the config's bus.fd (the motors must be set alike)."),
     log: Optional[Path] = typer.Option(None, "--log", help="The .npz log to write. [default: runs/deploy/<robot>-<time>.npz]"),
     as_json: bool = typer.Option(False, "--json", help="Print the run summary as JSON."),
 ) -> None:
@@ -83,7 +84,7 @@ def deploy_command(
         emulate=emulate,
         reality=reality,
         reality_seed=reality_seed,
-        overrides={"bus.port": port, "bus.calibration": calibration, "bus.interface": interface, "bus.channel": channel, "bus.host": host},
+        overrides={"bus.port": port, "bus.calibration": calibration, "bus.interface": interface, "bus.channel": channel, "bus.host": host, "bus.fd": fd},
         log=log,
     )
     plan = prepare(request)
@@ -129,12 +130,16 @@ def emulate_command(
     config: Optional[Path] = typer.Option(None, "--config", help="Deploy config replacing the shipped deploy/<robot>.yaml."),
     host: Optional[str] = typer.Option(None, "--host", help="CAN arms: the socketcand server's address. [default: 127.0.0.1]"),
     port: Optional[int] = typer.Option(None, "--port", min=0, max=65535, help="CAN arms: the socketcand TCP port. [default: 0, a free one, printed]"),
+    fd: Optional[bool] = typer.Option(
+        None, "--fd/--no-fd", help="CAN arms: the motors' CAN mode, replacing the config's bus.fd; socketcand carries classic CAN only: --no-fd."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print where to reach it (and the deploy flags) as one JSON line."),
 ) -> None:
     """Serve an emulated arm (its motors' firmware on a simulated arm) until Ctrl-C, and print how `simrl deploy` reaches it.
 
     A serial arm (so101) is served on a pseudo-terminal: `simrl deploy --robot so101 --port PTY --calibration FILE`.
-    A CAN arm (openarm) through a socketcand server: `simrl deploy --robot openarm --interface socketcand --host H --port P`.
+    A CAN arm (openarm) through a socketcand server, classic CAN only (`simrl emulate --robot openarm --no-fd`):
+    `simrl deploy --robot openarm --interface socketcand --host H --port P --no-fd`.
     """
     from simrl.deploy.config import load_deploy_config
     from simrl.deploy.emulation.emulated_arm import EmulatedArm
@@ -143,7 +148,7 @@ def emulate_command(
     from simrl.robots import load_robot
 
     arm = load_robot(robot)
-    deploy_config = load_deploy_config(arm, config)
+    deploy_config = load_deploy_config(arm, config, {} if fd is None else {"bus.fd": fd})
     emulated = EmulatedArm(arm, deploy_config, reality, reality_seed)
     stop = StopRequest()
     with stop_on_signals(stop), emulated.serving(host, port, deploy_config.timing.realtime_priority) as endpoint:

@@ -124,6 +124,8 @@ def config_path(robot: str, path: str | Path | None = None) -> Path:
 # Fields of earlier deploy files: (section, old name) -> why it went and what replaces it.
 _RENAMED = {
     ("shutdown", "gain_ramp_s"): "is now 'shutdown.effort_ramp_s': the safe stop ramps each motor's effort, which each bus maps onto its motors; rename the line",
+    ("bus", "mode"): "is now each Dynamixel motor's 'mode' (position, extended_position or current_position), as LeRobot runs the "
+    "arm joints and the gripper in different modes; move it into the motor entries",
 }
 
 

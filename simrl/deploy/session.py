@@ -97,7 +97,7 @@ class Plan:
         return log
 
     def calibration(self) -> Calibration:
-        """Joint space <-> motor space as the config's motor family gives it (a Feetech arm: its calibration file)."""
+        """Joint space <-> motor space as the config's motor family gives it (a servo arm: its calibration file)."""
         return Calibration.from_config(self.config, self.robot)
 
     def drive(self, bus: MotorBus, clock: Clock, log: DeployLog, stop: StopRequest) -> BridgeOutcome:
@@ -122,18 +122,20 @@ def prepare(request: DeployRequest) -> Plan:
     config = with_overrides(config, flags, robot)
     plan = _prepare_excitation(request, robot, config) if request.excitation is not None else _prepare_policy(request, robot, config)
     if not request.emulate:
-        plan.calibration()  # a Feetech arm without its calibration file is refused here, not after the bus opened
+        plan.calibration()  # a servo arm without its calibration file is refused here, not after the bus opened
     return plan
 
 
-BUS_FLAGS = ("port", "calibration", "interface", "channel", "host")  # `simrl deploy` flags that set the bus field of their name
+BUS_FLAGS = ("port", "calibration", "interface", "channel", "host", "fd")  # `simrl deploy` flags that set the bus field of their name
+MOTOR_MODE_FLAGS = ("fd",)  # bus flags that say how the motors are set, not where they are: an emulated arm's motors take them too
 
 
 def _check_bus_flags(config: DeployConfig, flags: dict[str, Any], emulate: bool) -> None:
-    """Bus flags name fields of the config's bus kind (``--channel`` means nothing to a serial bus); none with --emulate."""
+    """Bus flags name fields of the config's bus kind (``--channel`` means nothing to a serial bus); with --emulate only ``MOTOR_MODE_FLAGS``."""
     bus_flags = {key.removeprefix("bus."): value for key, value in flags.items() if key.startswith("bus.")}
-    if emulate and bus_flags:
-        given = ", ".join(f"--{name}" for name in bus_flags)
+    wire_flags = [name for name in bus_flags if name not in MOTOR_MODE_FLAGS]
+    if emulate and wire_flags:
+        given = ", ".join(f"--{name}" for name in wire_flags)
         raise SimrlError(f"{given} and --emulate both given; allowed: one of them (the emulated arm brings its own bus and calibration)")
     fields = [name for name in type(config.bus).model_fields if name != "kind"]
     for name, value in bus_flags.items():

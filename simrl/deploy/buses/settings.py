@@ -10,8 +10,8 @@ declared here: the common motor fields, ``impedance()`` (the gains to command,
 and the control law that says whether the motor runs them or its own loop),
 and the bus block's two hooks, ``check_against_robot`` and
 ``joint_calibration`` (where a family's joint zero and direction come from: the
-file's ``offset``/``sign`` unless the family says otherwise, as Feetech does
-with LeRobot's calibration file).
+file's ``offset``/``sign`` unless the family says otherwise, as the serial servo
+families do with LeRobot's calibration file).
 """
 
 from __future__ import annotations

@@ -3,6 +3,10 @@
 This machine has no vcan/AF_CAN: a ``DamiaoBus`` in the same process opens
 the virtual channel (``interface: virtual``), one in another process reaches
 it through ``SocketcandServer`` as it would a remote CAN adapter.
+
+The motors speak the config's CAN mode (``bus.fd``): a deploy file describes
+the arm, whose motors were set to that mode. socketcand carries classic frames
+only, so motors set to CAN FD are not served through it (refused in one line).
 """
 
 from __future__ import annotations
@@ -30,14 +34,16 @@ class DamiaoWire:
 
     def __init__(self, plant: MotorPlant, config: DeployConfig) -> None:
         self._plant = plant
+        self._config = config
         self._motors = damiao_motors(config.motors)
         self.channel = f"simrl-emulator-{uuid.uuid4().hex[:12]}"
         self._wire: can.BusABC | None = None
         self._emulator: DamiaoEmulator | None = None
 
     def start(self) -> None:
-        self._wire = can.Bus(interface="virtual", channel=self.channel)
-        self._emulator = DamiaoEmulator(self._plant, self._motors, self._wire).start()
+        fd = self._config.bus.fd
+        self._wire = can.Bus(interface="virtual", channel=self.channel, protocol=can.CanProtocol.CAN_FD if fd else can.CanProtocol.CAN_20)
+        self._emulator = DamiaoEmulator(self._plant, self._motors, self._wire, fd=fd).start()
 
     def stop(self) -> None:
         if self._emulator is not None:
@@ -52,10 +58,15 @@ class DamiaoWire:
 
     @contextlib.contextmanager
     def serving(self, host: str | None, port: int | None) -> Iterator[Endpoint]:
-        """A socketcand server on ``host``:``port`` (default 127.0.0.1, any free port) relaying the channel."""
+        """A socketcand server on ``host``:``port`` (default 127.0.0.1, any free port) relaying the channel; classic CAN only."""
+        if self._config.bus.fd:
+            raise SimrlError(
+                f"{self._config.file}: field 'bus.fd' = True: simrl emulate serves a CAN arm through socketcand, which carries "
+                "classic CAN frames only; allowed: false, the motors set to 1 Mbit/s classic CAN (flag --no-fd)"
+            )
         host = host or "127.0.0.1"
         with SocketcandServer(self.channel, host=host, port=port or 0, bus_name=SOCKETCAND_BUS) as server:
-            overrides = {"bus.interface": "socketcand", "bus.host": host, "bus.port": server.port, "bus.channel": SOCKETCAND_BUS}
+            overrides = {"bus.interface": "socketcand", "bus.host": host, "bus.port": server.port, "bus.channel": SOCKETCAND_BUS, "bus.fd": False}
             yield Endpoint(where={"host": host, "port": server.port, "channel": SOCKETCAND_BUS}, overrides=overrides)
 
 

@@ -6,11 +6,11 @@ the emulator is where the simulated arm and its hidden "reality" live.
 
 Two ways to reach a Damiao emulator:
 - in-process: python-can's ``interface="virtual"`` with a shared channel name;
-  the emulator holds one end, ``DamiaoBus`` another;
+  the emulator holds one end, ``DamiaoBus`` another (CAN FD or classic);
 - from another process: ``SocketcandServer`` (``socketcand.py``) speaks the
   socketcand TCP protocol (this machine has no vcan/AF_CAN), so
   ``DamiaoBus(interface="socketcand", host=..., port=..., channel="can0")``
-  runs unchanged against it.
+  runs unchanged against it, on classic CAN (socketcand carries no FD frames).
 
 The firmware itself is ``receive``: one frame in, the reply frames out, no
 thread and no wire, so a test (the fuzz test) can feed it frames directly and
@@ -68,9 +68,18 @@ class DamiaoEmulator:
     enable refused, status = the code) until a clear-error frame. A frame on a
     motor's id or the parameter id that is not a data frame of 8 bytes (torn,
     remote, an error frame) is counted in ``malformed`` and not acted on.
+
+    ``fd``: the motors' baud register is set to a CAN FD rate (above 1 Mbit/s,
+    ``protocol.FD_DATA_BITRATES``). Damiao's manual says what follows: such a
+    motor still receives CAN 2.0B frames but answers in CAN FD only, so every
+    reply goes out as an FD frame (bit rate switch on: its payload runs at the
+    data rate), 8 data bytes; FD frames are taken with or without the switch
+    (LeRobot's bus sends them without it). Without ``fd`` the motors speak
+    CAN 2.0B, whose controller cannot decode an FD frame: any FD frame is
+    counted in ``malformed`` and never reaches the firmware.
     """
 
-    def __init__(self, plant: MotorPlant, motors: Sequence[DamiaoMotor], bus: can.BusABC) -> None:
+    def __init__(self, plant: MotorPlant, motors: Sequence[DamiaoMotor], bus: can.BusABC, fd: bool = False) -> None:
         if plant.num_motors != len(motors):
             raise DamiaoConfigError(
                 f"Damiao emulator got {len(motors)} motors for a plant of {plant.num_motors}; allowed: equal counts"
@@ -78,6 +87,7 @@ class DamiaoEmulator:
         self._plant = plant
         self._motors = tuple(motors)
         self._bus = bus
+        self._fd = fd
         self._by_can_id = {m.can_id: i for i, m in enumerate(motors)}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -133,6 +143,9 @@ class DamiaoEmulator:
 
     def receive(self, msg: can.Message) -> list[can.Message]:
         """Act on one frame as the motors would; return the replies they send (none for another device's frame)."""
+        if msg.is_fd and not self._fd:
+            self.malformed += 1  # a CAN 2.0B controller answers an FD frame with an error frame
+            return []
         if msg.is_extended_id:
             return []  # the motors listen on 11-bit ids only
         if msg.arbitration_id == PARAM_CAN_ID:
@@ -217,4 +230,4 @@ class DamiaoEmulator:
     def _reply(self, i: int, data: bytes) -> list[can.Message]:
         if self._plant.drops_reply(i):
             return []
-        return [can.Message(arbitration_id=self._motors[i].master_id, data=data, is_extended_id=False)]
+        return [can.Message(arbitration_id=self._motors[i].master_id, data=data, is_extended_id=False, is_fd=self._fd, bitrate_switch=self._fd)]

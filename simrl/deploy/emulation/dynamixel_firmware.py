@@ -13,26 +13,39 @@ What the emulator decides where the e-manual is silent (each a choice):
 - A packet with a bad CRC, a torn one or an impossible length is dropped and
   counted (``rejected``), never answered: its id cannot be trusted, and an
   answer could collide with another servo's. The client then times out.
-- Ticks <-> plant joint angle: ``protocol.ticks_to_radians`` (tick 2048 is
-  joint 0, 4096 per turn, counter-clockwise positive); Present Position =
-  that tick + Homing Offset (20), as the e-manual defines it.
+- Ticks <-> plant joint angle. Each servo's encoder reads ``encoder_zero``
+  at plant joint angle 0 (default 2048, the horn's centre: joint 0 is motor
+  angle 0), 4096 ticks a turn, counter-clockwise positive. The e-manual
+  (``x/goal_position.md``) says Present Position is reset "to the absolute
+  position value within a single turn" at power-on and when the Operating
+  Mode changes to extended position; from there the servo counts on across
+  turns. So the actual position is ``zero + angle / tick`` less the whole
+  turns that put it in 0..4095 at the last such moment (a change of Drive
+  Mode resets it too: our choice). Present Position = actual + Homing
+  Offset (20) (``x/homing_offset.md``), except in position mode, which
+  ignores an offset beyond +-1,024 (same page). Drive Mode (10) bit 0
+  (Reverse) counts the actual position the other way (``x/drive_mode.md``);
+  here it reverses velocity, current and PWM too, one frame for all (the
+  e-manual names only the positions for the X430/XL330).
 - The position loop acts on the plant as the MIT law
-  ``tau = kp (q_goal - q) - kd dq``, clipped to the model's stall torque times
-  the PWM share. The e-manual gives the controller's conversions (KPP = P/128,
-  KPD = D/16, KVP = VelP/128, output in PWM units) but not its units; we read
-  the output as PWM units of 885 = full duty = stall torque, the position
-  error in ticks and the derivative in ticks per millisecond:
-  ``kp = P/128 * 4096/(2 pi) / 885 * stall_torque`` (XM430-W350 at P 800:
-  18.9 N·m/rad, full duty at 12 deg of error), ``kd = back-EMF damping
-  (stall torque / no-load speed) + D/16 * 4096/(2 pi) * 1e-3 / 885 * stall``.
+  ``tau = kp (q_goal - q) - kd dq``, its gains those of the servo model
+  (``protocol.position_kp`` / ``position_kv``: the e-manual's conversions,
+  the measured P divisor where there is one, the motor's figures at the
+  supply simrl runs it at), the same statement a robot's MJCF servo must
+  equal (tests/test_deploy_omx.py). The motor's back-EMF is not in ``kd``:
+  like its armature and friction it belongs to the joint, which the plant's
+  model carries (robots/omx/robot.xml: damping = stall torque / no-load
+  speed, ``protocol.back_emf_damping``), so it is counted once. Velocity and
+  PWM modes likewise drive the joint and leave its back-EMF to the plant.
   Position I, feed-forward and the Profile items are not modelled (I and
-  feed-forward are 0 by default; a profile of 0 means a step, as here). Any
-  Dynamixel arm model comes in a later issue; until then the scaling is ours.
+  feed-forward are 0 by default; a profile of 0 means a step, as here).
 - Goal PWM (100) caps the torque at |Goal PWM| / 885 of the stall torque
-  (``plant.set_torque_limit``); in current-based position mode Goal Current
-  caps it too. At power-on Goal PWM = PWM Limit, Goal Current = Current
-  Limit and Goal Position = Present Position, so torque on holds the arm
-  where it is; torque on also takes Goal Position from Present Position.
+  (``plant.set_torque_limit``, a share of the plant motor's rated torque,
+  which for these servos is the model's stall torque: ``rated_torques``);
+  in current-based position mode Goal Current caps it too. At power-on Goal
+  PWM = PWM Limit, Goal Current = Current Limit and Goal Position = Present
+  Position, so torque on holds the arm where it is; torque on also takes
+  Goal Position from Present Position.
 - Present Current / Load come from the plant's torque through the model's
   torque per amp (``protocol.torque_to_register``); temperature and input
   voltage read constant (35 degC, the recommended voltage).
@@ -60,27 +73,23 @@ from simrl.errors import SimrlError, did_you_mean
 
 RETURN_DELAY_UNIT = 2e-6  # s per Return Delay Time (9) unit (x/return_delay_time.md)
 TEMPERATURE_C = 35
-TICKS_PER_RAD = dxl.TICKS_PER_REV / (2.0 * math.pi)
 _READS = (Instruction.READ, Instruction.SYNC_READ, Instruction.BULK_READ)
 
 
-def position_gain(model: ServoModel, p_gain: int) -> float:
-    """kp (N·m/rad) of Position P Gain ``p_gain`` on ``model``: KPP = P/128 PWM units per tick, 885 units = stall torque."""
-    return p_gain / 128.0 * TICKS_PER_RAD / dxl.PWM_FULL_SCALE * model.stall_torque
-
-
-def damping(model: ServoModel, d_gain: int) -> float:
-    """kd (N·m·s/rad): the motor's back-EMF (stall torque / no-load speed) plus Position D Gain (KPD = D/16 per tick/ms)."""
-    derivative = d_gain / 16.0 * TICKS_PER_RAD * 1e-3 / dxl.PWM_FULL_SCALE * model.stall_torque
-    return model.stall_torque / model.no_load_speed + derivative
+def rated_torques(models: Sequence[str]) -> list[float]:
+    """The plant motors' rated torques (N·m) for servos of ``models`` (``protocol.MODELS`` keys): their stall torques,
+    of which Goal PWM and Goal Current take their shares."""
+    return [dxl.MODELS[name].stall_torque for name in models]
 
 
 class _Servo:
     """One servo: its control table, its registered write, and the plant motor it drives."""
 
-    def __init__(self, model: ServoModel, motor: int, plant: MotorPlant, servo_id: int, baud_code: int) -> None:
+    def __init__(self, model: ServoModel, motor: int, plant: MotorPlant, servo_id: int, baud_code: int, encoder_zero: int) -> None:
         self.model, self.motor, self.plant = model, motor, plant
         self.power_on_id, self.power_on_baud = servo_id, baud_code
+        self.encoder_zero = encoder_zero  # the encoder's single-turn reading at plant joint angle 0
+        self.turns = 0  # whole turns added to the count at the last single-turn reset
         self.table = bytearray()
         self.registered: tuple[int, bytes] | None = None
         self.power_on(keep_eeprom=False)
@@ -119,9 +128,37 @@ class _Servo:
         self.registered = None
         self.plant.set_enabled(self.motor, False)
         self.plant.set_deadband(self.motor, 0.0)  # a Dynamixel has no dead zone
+        self.reset_turns()
         self.refresh()
         self.set("goal_position", self.get("present_position"))
         self.drive()
+
+    # -- the position frame
+
+    @property
+    def direction(self) -> int:
+        """-1 in Reverse Mode (Drive Mode bit 0), else +1."""
+        return -1 if self.get("drive_mode") & dxl.DRIVE_MODE_REVERSE else 1
+
+    def count(self, radians: float) -> float:
+        """The actual position (ticks, unrounded) at plant joint angle ``radians``, before Homing Offset."""
+        return self.direction * (self.encoder_zero + radians * dxl.TICKS_PER_RAD) + dxl.TICKS_PER_REV * self.turns
+
+    def angle(self, count: float) -> float:
+        """The plant joint angle where the actual position is ``count`` (inverse of ``count``)."""
+        return (self.direction * (count - dxl.TICKS_PER_REV * self.turns) - self.encoder_zero) / dxl.TICKS_PER_RAD
+
+    def reset_turns(self) -> None:
+        """Count from the absolute position within a single turn (0..4095) from here on."""
+        self.turns = 0
+        self.turns = -math.floor(self.count(self.plant.sample(self.motor).position) / dxl.TICKS_PER_REV)
+
+    def homing(self) -> int:
+        """The Homing Offset in effect: position mode ignores one beyond +-1,024."""
+        offset = self.get("homing_offset")
+        if self.get("operating_mode") == dxl.POSITION_MODE and abs(offset) > dxl.POSITION_MODE_HOMING_LIMIT:
+            return 0
+        return offset
 
     # -- reads
 
@@ -135,12 +172,12 @@ class _Servo:
 
     def refresh(self) -> None:
         """Fill the present-state items from the plant's sensors."""
-        model, sample = self.model, self.plant.sample(self.motor)
-        velocity = round(sample.velocity / dxl.VELOCITY_UNIT)
-        self.set("present_position", dxl.radians_to_ticks(sample.position) + self.get("homing_offset"))
+        model, sample, direction = self.model, self.plant.sample(self.motor), self.direction
+        velocity = round(direction * sample.velocity / dxl.VELOCITY_UNIT)
+        self.set("present_position", round(self.count(sample.position)) + self.homing())
         self.set("present_velocity", velocity)
-        self.set("present_current" if model.current_unit else "present_load", dxl.torque_to_register(model, sample.torque))
-        pwm = round(sample.torque / model.stall_torque * dxl.PWM_FULL_SCALE)
+        self.set("present_current" if model.current_unit else "present_load", dxl.torque_to_register(model, direction * sample.torque))
+        pwm = round(direction * sample.torque / model.stall_torque * dxl.PWM_FULL_SCALE)
         self.set("present_pwm", max(-dxl.PWM_FULL_SCALE, min(dxl.PWM_FULL_SCALE, pwm)))
         self.set("moving", int(abs(velocity) > self.get("moving_threshold")))
         self.set("position_trajectory", self.get("goal_position"))
@@ -204,9 +241,12 @@ class _Servo:
         error = self.check_write(address, data)
         if error:
             return error
-        was_enabled = self.get("torque_enable")
+        was_enabled, was_mode, was_direction = self.get("torque_enable"), self.get("operating_mode"), self.direction
         self.table[address : address + len(data)] = data
         touched = range(address, address + len(data))
+        mode = self.get("operating_mode")
+        if (mode != was_mode and mode == dxl.EXTENDED_POSITION_MODE) or self.direction != was_direction:
+            self.reset_turns()
         if was_enabled != self.get("torque_enable"):
             self.plant.set_enabled(self.motor, bool(self.get("torque_enable")))
             goal = self.model.register("goal_position").address
@@ -218,26 +258,25 @@ class _Servo:
 
     def drive(self) -> None:
         """Hand the plant this servo's loop for its present mode, goals, gains and torque cap."""
-        model, plant, motor = self.model, self.plant, self.motor
+        model, plant, motor, direction = self.model, self.plant, self.motor, self.direction
         mode, stall = self.get("operating_mode"), model.stall_torque
-        back_emf = stall / model.no_load_speed
         share = min(abs(self.get("goal_pwm")), self.get("pwm_limit")) / dxl.PWM_FULL_SCALE
         if mode in dxl.POSITION_MODES:
-            target = dxl.ticks_to_radians(self.get("goal_position") - self.get("homing_offset"))
-            kp = position_gain(model, self.get("position_p_gain"))
-            plant.set_command(motor, target, 0.0, kp, damping(model, self.get("position_d_gain")), 0.0)
+            target = self.angle(self.get("goal_position") - self.homing())
+            kp = dxl.position_kp(model, self.get("position_p_gain"), mode)
+            plant.set_command(motor, target, 0.0, kp, dxl.position_kv(model, self.get("position_d_gain"), mode), 0.0)
             if mode == dxl.CURRENT_POSITION_MODE:
                 share = min(share, self._current_share("goal_current"))
         elif mode == dxl.VELOCITY_MODE:  # PWM = KVP (v_goal - v), KVP = VelP/128 PWM units per velocity unit
             kv = self.get("velocity_p_gain") / 128.0 / dxl.PWM_FULL_SCALE * stall / dxl.VELOCITY_UNIT
-            goal = self.get("goal_velocity") * dxl.VELOCITY_UNIT
-            plant.set_command(motor, 0.0, kv * goal / (kv + back_emf), 0.0, kv + back_emf, 0.0)
-        elif mode == dxl.CURRENT_MODE:  # the current loop cancels the back-EMF: torque follows Goal Current
-            torque = dxl.torque_from_register(model, self.get("goal_current"))
+            goal = direction * self.get("goal_velocity") * dxl.VELOCITY_UNIT
+            plant.set_command(motor, 0.0, goal, 0.0, kv, 0.0)
+        elif mode == dxl.CURRENT_MODE:  # torque follows Goal Current
+            torque = direction * dxl.torque_from_register(model, self.get("goal_current"))
             plant.set_command(motor, 0.0, 0.0, 0.0, 0.0, torque)
             share = self._current_share("current_limit")
-        else:  # PWM mode: the duty drives the motor against its back-EMF
-            plant.set_command(motor, 0.0, 0.0, 0.0, back_emf, self.get("goal_pwm") / dxl.PWM_FULL_SCALE * stall)
+        else:  # PWM mode: the duty drives the motor (against its back-EMF, which the joint carries)
+            plant.set_command(motor, 0.0, 0.0, 0.0, 0.0, direction * self.get("goal_pwm") / dxl.PWM_FULL_SCALE * stall)
             share = self.get("pwm_limit") / dxl.PWM_FULL_SCALE
         plant.set_torque_limit(motor, min(1.0, share))
 
@@ -258,15 +297,22 @@ class DynamixelFirmware:
 
     ``servos`` lists ``(id, model name)`` per plant motor (``protocol.MODELS``
     keys, e.g. ``"xl430-w250"``); ``baud`` is the rate their Baud Rate items hold
-    at power-on. ``rejected`` counts packets dropped for a bad CRC, a torn body
-    or an impossible length; ``handled`` counts good instruction packets.
+    at power-on; ``encoder_zero[i]`` is servo ``i``'s encoder reading (0..4095) at
+    plant joint angle 0, default 2048. ``rejected`` counts packets dropped for a
+    bad CRC, a torn body or an impossible length; ``handled`` counts good
+    instruction packets.
     """
 
-    def __init__(self, plant: MotorPlant, servos: Sequence[tuple[int, str]], baud: int = 1_000_000) -> None:
+    def __init__(
+        self, plant: MotorPlant, servos: Sequence[tuple[int, str]], baud: int = 1_000_000, encoder_zero: Sequence[int] | None = None
+    ) -> None:
         if len(servos) != plant.num_motors:
             raise SimrlError(f"Dynamixel emulator: {len(servos)} servos for a plant of {plant.num_motors} motors")
+        zeros = [dxl.CENTRE_TICK] * len(servos) if encoder_zero is None else list(encoder_zero)
+        if len(zeros) != len(servos) or any(not 0 <= z < dxl.TICKS_PER_REV for z in zeros):
+            raise SimrlError(f"Dynamixel emulator: encoder_zero = {zeros}; allowed: one tick in 0..{dxl.TICKS_PER_REV - 1} per servo ({len(servos)})")
         self._servos: list[_Servo] = []
-        for motor, (servo_id, name) in enumerate(servos):
+        for motor, ((servo_id, name), zero) in enumerate(zip(servos, zeros)):
             if name not in dxl.MODELS:
                 raise SimrlError(
                     f"Dynamixel emulator: servo id {servo_id} has model '{name}'{did_you_mean(name, dxl.MODELS)}; "
@@ -278,7 +324,7 @@ class DynamixelFirmware:
                 raise SimrlError(f"Dynamixel emulator: {model.name} cannot run at {baud} baud; allowed: {sorted(codes)}")
             if not 0 <= servo_id <= dxl.MAX_ID or servo_id in [s.power_on_id for s in self._servos]:
                 raise SimrlError(f"Dynamixel emulator: servo id {servo_id} is taken or outside 0..{dxl.MAX_ID}")
-            self._servos.append(_Servo(model, motor, plant, servo_id, codes[baud]))
+            self._servos.append(_Servo(model, motor, plant, servo_id, codes[baud], zero))
         self._power_on_baud = baud
         self._wire_baud = baud
         self._parser = dxl.PacketParser()

@@ -44,15 +44,17 @@ class EmulatedArm:
 
     The emulated motors use the config's ids, models and order, so the bus the
     bridge builds from the same config (with ``overrides()``) finds them.
-    ``seed`` also draws what the motor family leaves to chance (a Feetech
+    ``seed`` also draws what the motor family leaves to chance (a servo
     arm's encoder zeros).
     """
 
     def __init__(self, robot: Robot, config: DeployConfig, reality: str | Path | None = None, seed: int = 0) -> None:
         joints = [m.joint for m in config.motors]
+        kind = EMULATED_WIRES[config.bus.kind]
         self.reality = load_reality(reality or default_reality(robot.name), robot, seed)
-        self.plant = RealityPlant(robot, self.reality, joints, motor_torque_limits(robot, joints))
-        self.wire: EmulatedWire = EMULATED_WIRES[config.bus.kind].build(self.plant, config, robot, seed)
+        rated = motor_torque_limits(robot, joints) if kind.rated is None else kind.rated(config, robot)
+        self.plant = RealityPlant(robot, self.reality, joints, rated)
+        self.wire: EmulatedWire = kind.build(self.plant, config, robot, seed)
         self._stepper: RealTimeStepper | None = None
 
     def overrides(self) -> dict[str, Any]:

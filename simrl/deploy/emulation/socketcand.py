@@ -5,6 +5,12 @@ reached from another process (``simrl emulate`` -> ``simrl deploy``) the way
 a remote CAN adapter is: python-can's ``interface="socketcand"`` client talks
 to this server, which relays frames both ways. It knows nothing of the motors
 on the channel: any CAN firmware emulator can sit behind it.
+
+Classic CAN only, like socketcand itself: its protocol has no FD frames
+(linux-can/socketcand doc/protocol.md: ``< send can_id can_dlc [data]* >`` with
+at most 8 bytes, ``< frame ... >`` without flags) and its raw mode reads a
+``struct can_frame`` from a socket without ``CAN_RAW_FD_FRAMES`` (src/state_raw.c),
+so CAN FD frames on the bus never reach a client. This server drops them too.
 """
 
 from __future__ import annotations
@@ -137,7 +143,7 @@ class _ClientSession:
                     burst.append(virtual.recv(0.0))
             except can.CanError:
                 return
-            frames = [m for m in burst if m is not None and not (m.is_error_frame or m.is_remote_frame)]
+            frames = [m for m in burst if m is not None and not (m.is_error_frame or m.is_remote_frame or m.is_fd)]
             text = b"".join(_frame_text(m) for m in frames)
             if not text:
                 continue

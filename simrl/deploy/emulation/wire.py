@@ -43,8 +43,12 @@ class Endpoint:
 
     @property
     def deploy_flags(self) -> list[str]:
-        """The ``simrl deploy`` flags for ``overrides``: ``["--port", "/dev/pts/5", "--calibration", FILE]``."""
-        return [token for key, value in self.overrides.items() for token in (f"--{key.removeprefix('bus.')}", str(value))]
+        """The ``simrl deploy`` flags for ``overrides``: ``["--port", "/dev/pts/5", "--calibration", FILE]``; a switch is ``--fd`` / ``--no-fd``."""
+        flags: list[str] = []
+        for key, value in self.overrides.items():
+            name = key.removeprefix("bus.")
+            flags += [f"--{name}" if value else f"--no-{name}"] if isinstance(value, bool) else [f"--{name}", str(value)]
+        return flags
 
 
 class EmulatedWire(Protocol):
@@ -66,15 +70,23 @@ class EmulatedWire(Protocol):
 class WireBuilder(Protocol):
     def __call__(self, plant: "RealityPlant", config: "DeployConfig", robot: "Robot", seed: int) -> EmulatedWire:
         """The motors of ``config`` (ids, models, order) on ``plant``; ``seed`` draws what the family leaves to chance
-        (a Feetech arm's encoder zeros). Refuses, in one line, a config the emulated motors cannot honour."""
+        (a servo arm's encoder zeros). Refuses, in one line, a config the emulated motors cannot honour."""
+
+
+class RatedTorques(Protocol):
+    def __call__(self, config: "DeployConfig", robot: "Robot") -> list[float]:
+        """The rated torque (N·m) of each motor of ``config``, in its order: what the firmware's torque caps are shares of."""
 
 
 @dataclass(frozen=True)
 class EmulationKind:
-    """One motor family's emulation: how to build its wire, and whether ``--emulate`` serves it from a process of its own."""
+    """One motor family's emulation: how to build its wire, whether ``--emulate`` serves it from a process of its own,
+    and, where its firmware caps torque as a share of its own motor's (a servo's stall torque, not the MJCF actuator's
+    range, which may hold a current limit the firmware sets), the motors' rated torques; None: the MJCF force ranges."""
 
     build: WireBuilder
     own_process: bool
+    rated: RatedTorques | None = None
 
 
 def _damiao(plant: "RealityPlant", config: "DeployConfig", robot: "Robot", seed: int) -> EmulatedWire:
@@ -95,12 +107,18 @@ def _dynamixel(plant: "RealityPlant", config: "DeployConfig", robot: "Robot", se
     return dynamixel_wire(plant, config, robot, seed)
 
 
+def _dynamixel_rated(config: "DeployConfig", robot: "Robot") -> list[float]:
+    from simrl.deploy.emulation.dynamixel_firmware import rated_torques
+
+    return rated_torques([m.model for m in config.motors])
+
+
 # The firmware modules are imported when a family's arm is built (python-can only for Damiao).
 EMULATED_WIRES: Mapping[str, EmulationKind] = MappingProxyType(
     {
         "damiao": EmulationKind(_damiao, own_process=False),
         "feetech": EmulationKind(_feetech, own_process=True),
-        "dynamixel": EmulationKind(_dynamixel, own_process=True),
+        "dynamixel": EmulationKind(_dynamixel, own_process=True, rated=_dynamixel_rated),
     }
 )
 

@@ -61,6 +61,16 @@ class DamiaoBus:
     or pass an already open ``can_bus`` (tests, shared adapters); a bus passed in
     stays its owner's to shut down.
 
+    ``fd`` speaks CAN FD, as the maker sets the OpenArm up: python-can gets
+    ``fd=True`` and ``data_bitrate``, every frame goes out as an FD frame with
+    the bit rate switch on (openarm_can ``create_canfd_frame``: ``flags =
+    CANFD_BRS``), still 8 data bytes, and replies are taken in either format
+    (an FD controller receives classic frames too). Without ``fd`` the bus is a
+    CAN 2.0 controller: it never takes an FD frame (SocketCAN does not deliver
+    them to a socket without ``CAN_RAW_FD_FRAMES``; on the wire a classic
+    controller cannot decode them), so motors set to CAN FD, which answer in FD
+    only, stay silent to it.
+
     ``reply_timeout`` bounds one ``exchange`` (every reply or give up);
     ``setup_timeout`` bounds each try of enable/disable/zero/parameter requests,
     which are retried ``retries`` more times before raising ``BusError``.
@@ -73,6 +83,8 @@ class DamiaoBus:
         interface: str = "socketcan",
         channel: str = "can0",
         bitrate: int | None = None,
+        fd: bool = False,
+        data_bitrate: int | None = None,
         can_bus: can.BusABC | None = None,
         reply_timeout: float = 0.002,
         setup_timeout: float = 0.05,
@@ -92,6 +104,13 @@ class DamiaoBus:
             self._settings["bitrate"] = bitrate
         if interface == "socketcand":  # TCP_NODELAY/QUICKACK: else Nagle holds back each burst of small frames
             self._settings.setdefault("tcp_tune", True)
+        self._fd = fd
+        if fd:  # LeRobot's DamiaoMotorsBus opens the OpenArm's bus the same way (fd=True, data_bitrate)
+            self._settings["fd"] = True
+            if data_bitrate is not None:
+                self._settings["data_bitrate"] = data_bitrate
+            if interface == "virtual":  # python-can's virtual bus reports the protocol it is given (virtual.py)
+                self._settings.setdefault("protocol", can.CanProtocol.CAN_FD)
         self._given_bus = can_bus
         self._bus: can.BusABC | None = None
         self._reply_timeout = reply_timeout
@@ -107,19 +126,32 @@ class DamiaoBus:
     # -- MotorBus
 
     def open(self) -> None:
-        """Create the python-can bus, or take the one passed in; no-op when open."""
+        """Create the python-can bus, or take the one passed in; no-op when open.
+
+        With ``fd``, a bus that python-can opened as CAN 2.0 (an interface
+        without CAN FD, such as socketcand or slcan) is refused: its FD frames
+        would go out as classic ones or not at all.
+        """
         if self._bus is not None:
             return
         if self._given_bus is not None:
-            self._bus = self._given_bus
-            return
-        try:
-            self._bus = can.Bus(**self._settings)
-        except (*_WIRE_ERRORS, ImportError) as exc:
+            bus = self._given_bus
+        else:
+            try:
+                bus = can.Bus(**self._settings)
+            except (*_WIRE_ERRORS, ImportError) as exc:
+                raise BusError(
+                    f"cannot open CAN interface '{self._settings['interface']}' channel "
+                    f"'{self._settings['channel']}': {_one_line(exc)}"
+                ) from exc
+        if self._fd and bus.protocol is not can.CanProtocol.CAN_FD:
+            if bus is not self._given_bus:
+                bus.shutdown()
             raise BusError(
-                f"cannot open CAN interface '{self._settings['interface']}' channel "
-                f"'{self._settings['channel']}': {_one_line(exc)}"
-            ) from exc
+                f"CAN FD asked for (fd true) but python-can opened '{bus.channel_info}' as {bus.protocol.name}; "
+                "allowed: fd false, or an interface that speaks CAN FD (socketcan, ...)"
+            )
+        self._bus = bus
 
     def enable(self) -> MotorReadings:
         """Put every motor in MIT mode (register 10), then torque on until each reply says status 1."""
@@ -135,7 +167,9 @@ class DamiaoBus:
         requests + 8 replies take at most about 2.2 ms (a classic 8-byte
         standard frame is 111 bits, about 135 with worst-case bit stuffing:
         ISO 11898-1 frame format), so a read and a command exchange per tick
-        use under a quarter of a 20 ms period.
+        use under a quarter of a 20 ms period; CAN FD at 5 Mbit/s data about
+        half of that (an 8-byte FD frame: about 29 bits at the nominal rate and
+        97 at the data rate before stuffing).
         """
         return self._request_state(self._reply_timeout)
 
@@ -213,8 +247,9 @@ class DamiaoBus:
 
     def _send(self, arbitration_id: int, data: bytes) -> None:
         bus = self._require_bus()
+        message = can.Message(arbitration_id=arbitration_id, data=data, is_extended_id=False, is_fd=self._fd, bitrate_switch=self._fd)
         try:
-            bus.send(can.Message(arbitration_id=arbitration_id, data=data, is_extended_id=False))
+            bus.send(message)
         except _WIRE_ERRORS as exc:
             raise BusError(
                 f"send to CAN id {arbitration_id:#x} on '{bus.channel_info}' failed: {_one_line(exc)}"
@@ -251,10 +286,14 @@ class DamiaoBus:
         q, dq, kp, kd, tau, effort = (np.asarray(column, dtype=np.float64) for column in columns)
         return tuple(column.tolist() for column in (q, dq, kp * effort, kd, tau))
 
+    def _heard(self, msg: can.Message) -> bool:
+        """Whether this controller receives ``msg`` as a data frame: a classic one never takes an FD frame."""
+        return not (msg.is_error_frame or msg.is_remote_frame or (msg.is_fd and not self._fd))
+
     def _take_state(self, msg: can.Message) -> int | None:
         """Store a state reply from one of our motors and return its index; None for any other frame."""
         data = bytes(msg.data)
-        if msg.is_error_frame or msg.is_remote_frame or not data:
+        if not self._heard(msg) or not data:
             return None
         i = self._by_reply.get(msg.arbitration_id << 4 | data[0] & 0xF)
         decoded = None if i is None else unpack_mit_reply(self._motors[i].limits, data)
@@ -271,7 +310,7 @@ class DamiaoBus:
         """A receiver for parameter replies ``op``/``rid`` (they come on the master id, DM_CAN.py)."""
 
         def take(msg: can.Message) -> int | None:
-            decoded = None if msg.is_error_frame or msg.is_remote_frame else unpack_param(bytes(msg.data))
+            decoded = unpack_param(bytes(msg.data)) if self._heard(msg) else None
             if decoded is None or decoded[1:3] != (op, rid):
                 return None
             can_id, _, _, value = decoded
@@ -335,6 +374,8 @@ class DamiaoBus:
         problems = "; ".join(
             f"{self._label(i)} {describe(i) if i in heard else 'never answered'}" for i in sorted(pending)
         )
+        if not heard and len(pending) == len(self._motors):  # a classic bus and CAN FD motors (or the reverse) look like this
+            problems += f"; no motor answered: check power, the channel, and that fd ({str(self._fd).lower()}) matches the motors' CAN mode"
         raise BusError(f"Damiao {what} failed after {self._retries + 1} tries: {problems}")
 
     def _command_all(self, code: int, accept: Callable[[int], bool], what: str) -> MotorReadings:

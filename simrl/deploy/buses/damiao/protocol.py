@@ -9,7 +9,7 @@ firmware (``simrl.deploy.emulation.damiao_firmware``) share one implementation:
 a bug in either direction then shows up as a failed round-trip in the tests
 instead of two mistakes that cancel out.
 
-Wire summary (classic CAN, 11-bit ids, 8 data bytes):
+Wire summary (11-bit ids, 8 data bytes, classic CAN or CAN FD: see ``FD_DATA_BITRATES``):
 - motor ``can_id`` receives commands; it answers on its ``master_id``;
 - ``FF×7 FC/FD/FE/FB`` on ``can_id``: enable / disable / set zero / clear error;
 - any other 8 bytes on ``can_id``: an MIT command (see ``pack_mit_command``);
@@ -85,7 +85,18 @@ FAULTS: Mapping[int, str] = MappingProxyType(
 STATUS_TEXT: Mapping[int, str] = MappingProxyType({STATUS_DISABLED: "disabled", STATUS_ENABLED: "enabled", **FAULTS})
 
 MAX_STD_ID = 0x7FE  # 11-bit ids; 0x7FF is the parameter channel
-FRAME_BYTES = 8  # every Damiao frame is a classic CAN data frame of 8 bytes
+# Every Damiao frame carries 8 data bytes (DLC 8), on classic CAN and on CAN FD alike: openarm_can
+# create_canfd_frame sets len = the same 8-byte payload it sends as a classic frame.
+FRAME_BYTES = 8
+
+# The CAN FD data rates (bit/s) a Damiao motor's baud register (RID 35, "can_br") takes: codes 5..9 =
+# 2, 2.5, 3.2, 4, 5 Mbit/s (codes 0..4: 125 k..1 Mbit/s, classic). Damiao's manual, as Enactic hosts it
+# (enactic/damiao, website/i18n/en/.../products/hardware/dm-j4340p-2ec-v1.0.mdx, "Change the baud rate of
+# CAN communication"): above 1 Mbit/s the motor switches to CAN FD, at or below it to CAN 2.0B, and a
+# stored rate above 5 Mbit/s falls back to 1 Mbit/s at power-up; the same table in the OpenArm docs
+# (enactic/openarm website/docs/setup/openarm-setup/4-motor-config.mdx, docs.openarm.dev). A motor set to
+# CAN FD still receives CAN 2.0B frames but answers in CAN FD only, so a classic controller never hears it.
+FD_DATA_BITRATES = (2_000_000, 2_500_000, 3_200_000, 4_000_000, 5_000_000)
 _COMMAND_PREFIX = b"\xff" * 7
 _COMMAND_CODES = (CMD_ENABLE, CMD_DISABLE, CMD_SET_ZERO, CMD_CLEAR_ERROR)
 

@@ -17,27 +17,60 @@ a mixed arm. ``enabled`` is the torque state each servo acknowledged at
 ``enable``/``disable``; a servo that shuts itself down sets the alert bit of
 every status packet, and the bus then reads its Torque Enable and Hardware
 Error Status to report ``enabled`` False and the fault's reason.
+
+``enable`` configures the servos as LeRobot's Koch and OMX followers do
+(huggingface/lerobot 7427f318, ``robots/koch_follower/koch_follower.py`` and
+``robots/omx_follower/omx_follower.py`` ``configure``; ``motors/dynamixel/
+dynamixel.py`` ``configure_motors``, ``write_calibration``): Return Delay Time
+0, each motor's Operating Mode (LeRobot: extended position (4) for the arm
+joints, so a servo assembled near its 4095 -> 0 wrap still counts on, and
+current-based position (5) for the gripper, so a blocked jaw presses with at
+most Goal Current), the Position P/I/D gains a motor names (LeRobot: P 1500,
+I 0, D 600 on elbow_flex), and the calibration given: Homing_Offset and
+Min/Max Position Limit as ``write_calibration`` writes them, and Drive Mode
+bit 0 from the file's drive_mode, which LeRobot's ``read_calibration`` reads
+back from that register (``servo_calibration``). It reads each servo's
+EEPROM block once and writes only the items that differ; a refused write is
+an error naming the motor. Goals are clamped to the calibrated range (in
+extended position mode the servo no longer clamps them itself). A current-based
+position motor gets its ``goal_current`` as Goal Current (else its Current
+Limit, as LeRobot leaves it), written only where it differs.
+
+A Dynamixel counts from its reading within one turn at power-on (e-manual
+``x/goal_position.md``), so a joint powered on where its encoder had wrapped
+reads a whole turn off its calibration, and holding the calibrated range would
+drive it a turn. ``enable`` refuses (``BusError``, torque still off) a motor
+whose Present Position lies outside its calibrated range by more than
+``WRAP_MARGIN``: farther than a joint rests past the ends its owner swept, and
+less than the turn a wrap puts between them (for a range narrower than three
+quarters of a turn; a wider one cannot tell a wrap from a pose).
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Callable, Sequence, TypeVar
+from typing import Callable, Mapping, Sequence, TypeVar
 
 import dynamixel_sdk as sdk
 import numpy as np
 
 from simrl.deploy.buses.base import BusError, MotorCommand, MotorReadings
 from simrl.deploy.buses.dynamixel import protocol as dxl
+from simrl.deploy.buses.dynamixel.settings import check_goal_current
 from simrl.deploy.buses.serial_port import WIRE_ERRORS, one_line, sleep_in_reads, wait_readable
+from simrl.deploy.servo_calibration import MotorCalibration
 from simrl.errors import SimrlError, did_you_mean
 
 T = TypeVar("T")
 
-MODES = {"position": dxl.POSITION_MODE, "current_position": dxl.CURRENT_POSITION_MODE}
+# Operating Mode (11) values a motor may run in: the position-controlled ones (x/*.md "Operating Mode").
+MODES = {"position": dxl.POSITION_MODE, "extended_position": dxl.EXTENDED_POSITION_MODE, "current_position": dxl.CURRENT_POSITION_MODE}
+EEPROM_BLOCK = (9, 47)  # Return Delay Time (9) .. Min Position Limit (52, 4 bytes): everything enable configures, one read
+GAIN_BLOCK = (80, 6)  # Position D (80), I (82), P (84) Gain
 STATE_ADDRESS, STATE_LENGTH = 126, 10  # Present Current/Load (126, 2), Present Velocity (128, 4), Present Position (132, 4)
 STATUS_OVERHEAD = 11  # header 4, id, length 2, instruction, error, CRC 2 (protocol2.md "Status Packet")
+WRAP_MARGIN = dxl.TICKS_PER_REV // 4  # ticks past a calibrated end that ``enable`` still takes for a real pose (a quarter turn)
 
 
 class DynamixelConfigError(SimrlError):
@@ -46,11 +79,16 @@ class DynamixelConfigError(SimrlError):
 
 @dataclass(frozen=True)
 class DynamixelMotor:
-    """One servo on the bus: its name, its id, its model (a ``protocol.MODELS`` key such as ``"xl430-w250"``)."""
+    """One servo on the bus: its name, id, model (a ``protocol.MODELS`` key such as ``"xl430-w250"``), operating mode
+    (a ``MODES`` key), the Position P, I, D gains to write (None: keep the servo's) and, in current-based position
+    mode, the Goal Current to write (the model's current units; None: the servo's Current Limit)."""
 
     name: str
     id: int
     model: str
+    mode: str = "extended_position"
+    gains: tuple[int, int, int] | None = None
+    goal_current: int | None = None
 
     def __post_init__(self) -> None:
         if self.model not in dxl.MODELS:
@@ -60,45 +98,64 @@ class DynamixelMotor:
             )
         if not 0 <= self.id <= dxl.MAX_ID:
             raise DynamixelConfigError(f"Dynamixel motor '{self.name}': id {self.id} is outside 0..{dxl.MAX_ID}")
+        if self.mode not in MODES or MODES[self.mode] not in self.spec.modes:
+            allowed = [name for name, value in MODES.items() if value in self.spec.modes]
+            why = f" (the {self.model} has no such mode)" if self.mode in MODES else did_you_mean(self.mode, allowed)
+            raise DynamixelConfigError(f"Dynamixel motor '{self.name}': mode '{self.mode}'{why}; allowed on the {self.model}: {', '.join(allowed)}")
+        if self.gains is not None and not all(0 <= g <= dxl.MAX_GAIN for g in self.gains):
+            raise DynamixelConfigError(f"Dynamixel motor '{self.name}': gains {self.gains}; allowed: 0..{dxl.MAX_GAIN} each")
+        if self.goal_current is not None:
+            try:
+                check_goal_current(self.model, self.mode, self.goal_current)
+            except ValueError as exc:
+                raise DynamixelConfigError(f"Dynamixel motor '{self.name}': {exc}") from None
 
     @property
     def spec(self) -> dxl.ServoModel:
         return dxl.MODELS[self.model]
 
+    @property
+    def operating_mode(self) -> int:
+        return MODES[self.mode]
+
 
 class DynamixelBus:
     """``MotorBus`` for Dynamixel X-series servos on serial ``port`` at ``baud``.
 
-    ``mode`` "position" runs every servo in position mode (3); "current_position"
-    uses current-based position mode (5) where the model senses current and
-    position mode elsewhere. ``reply_timeout`` is how long a per-tick read waits
-    beyond the replies' own wire time; its 5 ms default assumes the USB adapter's
-    latency timer at 1 ms (FTDI ships 16 ms, which ROBOTIS and LeRobot advise
-    lowering). Setup steps (ping, configuration) use the SDK's own timeouts and
-    are tried ``retries`` more times before ``BusError``.
+    Each motor runs in its own operating mode (``DynamixelMotor.mode``).
+    ``calibration`` maps motor names to their entry of a LeRobot calibration
+    file (``MotorCalibration``); ``enable`` writes it to the servos and goals
+    are clamped to its range. A motor without one keeps what its servo stores.
+    An entry's ``id`` must be the motor's. ``reply_timeout`` is how long a
+    per-tick read waits beyond the replies' own wire time; its 5 ms default
+    assumes the USB adapter's latency timer at 1 ms (FTDI ships 16 ms, which
+    ROBOTIS and LeRobot advise lowering). Setup steps (ping, configuration) use
+    the SDK's own timeouts and are tried ``retries`` more times before ``BusError``.
     """
 
     def __init__(
         self,
         port: str,
         motors: Sequence[DynamixelMotor],
+        calibration: Mapping[str, MotorCalibration] | None = None,
         *,
         baud: int = 1_000_000,
-        mode: str = "position",
         reply_timeout: float = 0.005,
         retries: int = 3,
     ) -> None:
         _check_motors(motors)
-        if mode not in MODES:
-            raise DynamixelConfigError(f"Dynamixel bus: mode '{mode}'{did_you_mean(mode, MODES)}; allowed: {', '.join(MODES)}")
         self.motor_names = tuple(m.name for m in motors)
+        calibration = dict(calibration or {})
+        for name, entry in calibration.items():
+            if name not in self.motor_names:
+                raise DynamixelConfigError(f"calibration of '{name}': no such motor{did_you_mean(name, self.motor_names)}; motors: {', '.join(self.motor_names)}")
+            motor = motors[self.motor_names.index(name)]
+            if entry.id != motor.id:
+                raise DynamixelConfigError(f"calibration of motor '{name}' is for id {entry.id}; allowed: the motor's id {motor.id}")
         self.port = port
         self._motors = tuple(motors)
+        self._calibration = [calibration.get(m.name) for m in motors]
         self._baud = baud
-        self._modes = [
-            MODES[mode] if dxl.CURRENT_POSITION_MODE != MODES[mode] or m.spec.current_unit else dxl.POSITION_MODE
-            for m in motors
-        ]
         self._reply_timeout = reply_timeout
         self._retries = retries
         self._handler = sdk.PacketHandler(2.0)
@@ -146,27 +203,38 @@ class DynamixelBus:
             self._state.addParam(m.id)
 
     def enable(self) -> MotorReadings:
-        """Torque off; operating mode and Return Delay Time 0 (EEPROM, written only if different); hold the present
-        position at full Goal PWM; torque on. Returns the first readings."""
+        """Torque off; configure as LeRobot does (the module docstring), writing only what differs; hold the present
+        position at full Goal PWM (and Goal Current = Current Limit); torque on. Returns the first readings."""
         for i in range(len(self._motors)):
             self._write(i, "torque_enable", 0)
-        for i in range(len(self._motors)):
-            _, eeprom = self._read(i, 9, 3)  # Return Delay Time (9), Drive Mode (10), Operating Mode (11)
-            if eeprom[0] != 0:
-                self._write(i, "return_delay_time", 0)
-            if eeprom[2] != self._modes[i]:
-                self._write(i, "operating_mode", self._modes[i])
-            _, limits = self._read(i, 36, 20)  # PWM Limit 36, Current Limit 38, Velocity Limit 44, Max/Min Position 48/52
-            self._pwm_limit[i] = int.from_bytes(limits[0:2], "little")
-            if self._modes[i] == dxl.POSITION_MODE:
-                self._position_range[i] = (int.from_bytes(limits[16:20], "little"), int.from_bytes(limits[12:16], "little"))
-            else:
-                self._position_range[i] = (-dxl.EXTENDED_POSITION_RANGE, dxl.EXTENDED_POSITION_RANGE)
-            if self._modes[i] == dxl.CURRENT_POSITION_MODE:
-                self._write(i, "goal_current", int.from_bytes(limits[2:4], "little", signed=True))
+        for i, m in enumerate(self._motors):
+            eeprom = self._read(i, *EEPROM_BLOCK)[1]
+            targets = {"return_delay_time": 0, "operating_mode": m.operating_mode}
+            entry = self._calibration[i]
+            if entry is not None:  # LeRobot's write_calibration order: Homing_Offset, Min_, Max_Position_Limit
+                drive = _item(m.spec, eeprom, EEPROM_BLOCK[0], "drive_mode")
+                targets = {
+                    "drive_mode": drive & ~dxl.DRIVE_MODE_REVERSE | (dxl.DRIVE_MODE_REVERSE if entry.drive_mode else 0),
+                    "homing_offset": entry.homing_offset,
+                    "min_position_limit": entry.range_min,
+                    "max_position_limit": entry.range_max,
+                    **targets,
+                }
+            self._configure(i, eeprom, EEPROM_BLOCK[0], targets)
+            if m.gains is not None:
+                p_gain, i_gain, d_gain = m.gains
+                gains = self._read(i, *GAIN_BLOCK)[1]
+                self._configure(i, gains, GAIN_BLOCK[0], {"position_p_gain": p_gain, "position_i_gain": i_gain, "position_d_gain": d_gain})
+            self._pwm_limit[i] = _item(m.spec, eeprom, EEPROM_BLOCK[0], "pwm_limit")
+            self._position_range[i] = self._goal_range(i, eeprom)
+            if m.operating_mode == dxl.CURRENT_POSITION_MODE:
+                self._configure_goal_current(i, _item(m.spec, eeprom, EEPROM_BLOCK[0], "current_limit"))
             self._write(i, "goal_pwm", int(self._pwm_limit[i]))
-            _, present = self._read(i, 132, 4)
-            self._write(i, "goal_position", int.from_bytes(present, "little", signed=True))
+            low, high = self._position_range[i]  # an arm resting past its calibrated stop is held at the stop
+            present = int.from_bytes(self._read(i, 132, 4)[1], "little", signed=True)
+            if entry is not None:
+                self._check_not_wrapped(i, present, low, high)
+            self._write(i, "goal_position", min(max(present, low), high))
         self._sent_pwm = [int(v) for v in self._pwm_limit]
         for i in range(len(self._motors)):
             self._write(i, "torque_enable", 1)
@@ -265,7 +333,87 @@ class DynamixelBus:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
+    # -- what the calibration procedure needs (``servo_calibration.CalibrationPort``)
+
+    def prepare_for_calibration(self) -> None:
+        """Torque off, Drive Mode normal (``omx_follower.py`` ``calibrate`` writes it NON_INVERTED: our procedure records
+        drive_mode 0, so the servos must agree), extended position mode (``koch_follower.py`` ``calibrate``: Homing Offset
+        then holds beyond +-1,024 and Present Position counts on past the wrap), each only where it differs."""
+        for i in range(len(self._motors)):
+            self._write(i, "torque_enable", 0)
+            self._enabled[i] = False
+        for i, m in enumerate(self._motors):
+            eeprom = self._read(i, *EEPROM_BLOCK)[1]
+            drive = _item(m.spec, eeprom, EEPROM_BLOCK[0], "drive_mode")
+            targets = {"drive_mode": drive & ~dxl.DRIVE_MODE_REVERSE, "operating_mode": dxl.EXTENDED_POSITION_MODE}
+            self._configure(i, eeprom, EEPROM_BLOCK[0], targets)
+
+    def raw_positions(self) -> dict[str, int]:
+        """Every servo's Present Position in ticks (Homing Offset applied; in extended position mode not wrapped to one turn)."""
+        return {m.name: int.from_bytes(self._read(i, 132, 4)[1], "little", signed=True) for i, m in enumerate(self._motors)}
+
+    def write_homing_offsets(self, offsets: Mapping[str, int]) -> None:
+        """Write Homing Offset (ticks; EEPROM, so only with torque off) of the named servos."""
+        for name, offset in offsets.items():
+            self._write(self._index(name), "homing_offset", offset)
+
+    def write_position_limits(self, limits: Mapping[str, tuple[int, int]]) -> None:
+        """Write Min/Max Position Limit (ticks) of the named servos; later goals are clamped to the new range."""
+        for name, (low, high) in limits.items():
+            i = self._index(name)
+            if not 0 <= low < high <= dxl.TICKS_PER_REV - 1:
+                raise DynamixelConfigError(f"motor '{name}': position limits {low}..{high}; allowed: 0 <= min < max <= {dxl.TICKS_PER_REV - 1}")
+            self._write(i, "min_position_limit", low)
+            self._write(i, "max_position_limit", high)
+            self._position_range[i] = (low, high)
+
     # -- internals
+
+    def _index(self, name: str) -> int:
+        if name not in self.motor_names:
+            raise DynamixelConfigError(f"no Dynamixel motor named '{name}'{did_you_mean(name, self.motor_names)}; motors: {', '.join(self.motor_names)}")
+        return self.motor_names.index(name)
+
+    def _goal_range(self, i: int, eeprom: bytes) -> tuple[int, int]:
+        """Where goals are clamped: the calibrated range, else the servo's own limits in position mode, else its whole reach."""
+        entry, m = self._calibration[i], self._motors[i]
+        if entry is not None:
+            return entry.range_min, entry.range_max
+        if m.operating_mode == dxl.POSITION_MODE:
+            start = EEPROM_BLOCK[0]
+            return _item(m.spec, eeprom, start, "min_position_limit"), _item(m.spec, eeprom, start, "max_position_limit")
+        return -dxl.EXTENDED_POSITION_RANGE, dxl.EXTENDED_POSITION_RANGE
+
+    def _configure(self, i: int, block: bytes, start: int, targets: Mapping[str, int]) -> None:
+        """Write the items of ``targets`` whose value in ``block`` (read from ``start``) differs, in the order given."""
+        spec = self._motors[i].spec
+        for item, value in targets.items():
+            if _item(spec, block, start, item) != value:
+                self._write(i, item, value)
+
+    def _check_not_wrapped(self, i: int, present: int, low: int, high: int) -> None:
+        """Refuse a reading farther than ``WRAP_MARGIN`` outside the calibrated range ``low..high`` (the module docstring)."""
+        outside = max(low - present, present - high)
+        if outside > WRAP_MARGIN:
+            raise BusError(
+                f"{self._label(i)}: Present Position {present} lies {outside} ticks outside its calibrated range {low}..{high} "
+                f"(more than {WRAP_MARGIN}): powered on past its encoder's wrap, it reads a whole turn off and would be driven "
+                "a turn; with the power off, move the joint into its range by hand, then power on again"
+            )
+
+    def _configure_goal_current(self, i: int, current_limit: int) -> None:
+        """Goal Current (102): the motor's ``goal_current``, else the servo's Current Limit; written only where it differs.
+        One above the servo's Current Limit, which the servo would refuse, is refused naming both."""
+        m = self._motors[i]
+        goal = current_limit if m.goal_current is None else m.goal_current
+        if goal > current_limit:
+            raise BusError(
+                f"{self._label(i)}: goal_current {goal} is above the servo's Current Limit (38) {current_limit}; allowed: "
+                f"0..{current_limit} (or raise the servo's Current Limit)"
+            )
+        register = m.spec.register("goal_current")
+        if register.decode(self._read(i, register.address, register.size)[1]) != goal:
+            self._write(i, "goal_current", goal)
 
     def _label(self, i: int) -> str:
         m = self._motors[i]
@@ -370,6 +518,12 @@ class DynamixelBus:
             fault=tuple(self._fault),
             stamp=time.monotonic(),
         )
+
+
+def _item(spec: dxl.ServoModel, block: bytes, start: int, name: str) -> int:
+    """Control-table item ``name`` decoded from ``block``, bytes read from address ``start``."""
+    register = spec.register(name)
+    return register.decode(block[register.address - start : register.address - start + register.size])
 
 
 def _check_motors(motors: Sequence[DynamixelMotor]) -> None:

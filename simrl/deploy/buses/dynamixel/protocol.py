@@ -267,10 +267,21 @@ FIRMWARE_VERSION = 52  # what the emulated servos report at Firmware Version (6)
 PWM_FULL_SCALE = 885  # PWM Limit (36) maximum: 885 x 0.113 % = 100 % duty
 TICKS_PER_REV = 4096  # x/*.md "Resolution 4096 [pulse/rev]"
 CENTRE_TICK = 2048  # half a turn: the horn's centre mark, where our motor-space angle is 0
+TICKS_PER_RAD = TICKS_PER_REV / (2.0 * math.pi)  # 651.9 ticks a radian
 VELOCITY_UNIT = 0.229 * 2.0 * math.pi / 60.0  # rad/s per Present/Goal Velocity unit (0.229 rev/min)
 EXTENDED_POSITION_RANGE = 1_048_575  # Goal Position range outside position mode (control_table_goal_position_2.md)
 POSITION_MODES = frozenset({3, 4, 5})  # position, extended position, current-based position
 CURRENT_MODE, VELOCITY_MODE, POSITION_MODE, EXTENDED_POSITION_MODE, CURRENT_POSITION_MODE, PWM_MODE = 0, 1, 3, 4, 5, 16
+HOMING_OFFSET_LIMIT = 1_044_479  # Homing Offset (20) range, -255 ~ 255 rev (x/homing_offset.md)
+# x/homing_offset.md: in Position Control Mode an offset beyond +-1,024 is ignored; the other position modes take any
+POSITION_MODE_HOMING_LIMIT = 1_024
+MAX_GAIN = 16_383  # the P/I/D and velocity gains' range (x/position_pid_gain.md, x/velocity_pi_gain.md)
+KPP_DIVISOR = 128  # x/position_pid_gain.md: KPP = Position P Gain / 128
+KPD_DIVISOR = 16  # x/position_pid_gain.md: KPD = Position D Gain / 16
+# The e-manual's constants "include sampling time" without giving it: the D term is taken per 1 ms sample (our choice;
+# it makes the XL430-W250's factory P/D near critically damped on the OMX, robots/omx/robot.xml).
+KPD_SAMPLE_S = 1e-3
+DRIVE_MODE_REVERSE = 0x01  # Drive Mode (10) bit 0: Reverse Mode, Goal and Present Position counted the other way (x/drive_mode.md)
 
 
 @dataclass(frozen=True)
@@ -300,7 +311,13 @@ class Register:
 
 @dataclass(frozen=True)
 class ServoModel:
-    """An X-series model: its control table and the specifications the emulator's motor model and the bus's units need."""
+    """An X-series model: its control table, and the one statement of its motor and position loop that the emulated
+    servos run and that a robot's MJCF servo model must equal (``position_kp``, ``position_kv``, ``back_emf_damping``).
+
+    The motor figures are the e-manual's at ``voltage``, the supply simrl runs this servo at: where the e-manual lists
+    several points, the one the arms simrl models use (ROBOTIS powers the OMX follower at 12 V and its XL330s from the
+    kit's DC converter at 5 V: ai_worker_website ``docs/omx/hardware_omx.md``).
+    """
 
     name: str
     number: int  # Model Number (0)
@@ -308,10 +325,11 @@ class ServoModel:
     modes: frozenset[int]  # Operating Mode (11) values it accepts
     baud_rates: Mapping[int, int]  # Baud Rate (8) value -> bit/s
     current_unit: float | None  # A per Present/Goal Current unit; None: no current sensing, 126 is Present Load
-    stall_torque: float  # N·m at the recommended voltage (specifications table)
-    stall_current: float  # A at that voltage
-    no_load_speed: float  # rad/s at that voltage
-    voltage: float  # V, the recommended input voltage
+    stall_torque: float  # N·m at ``voltage`` (specifications table): the torque at full duty (PWM 885) and no speed
+    stall_current: float  # A at ``voltage``
+    no_load_speed: float  # rad/s at ``voltage``
+    voltage: float  # V, the supply simrl runs the servo at (see above)
+    p_divisor: float = KPP_DIVISOR  # Position P Gain per unit of KPP where the loop's output is PWM: the e-manual's, unless measured
 
     def register(self, name: str) -> Register:
         return self._by_name[name]
@@ -369,7 +387,7 @@ def _x_series(
         Register("operating_mode", 11, 1, True, 3),  # range: the model's modes
         Register("secondary_id", 12, 1, True, 255),  # 0 ~ 252; 253 and up switch it off
         limit("protocol_type", 13, 1),
-        Register("homing_offset", 20, 4, True, 0, -1_044_479, 1_044_479, signed=True),
+        Register("homing_offset", 20, 4, True, 0, -HOMING_OFFSET_LIMIT, HOMING_OFFSET_LIMIT, signed=True),
         Register("moving_threshold", 24, 4, True, 10, 0, 1_023),
         limit("temperature_limit", 31, 1),
         limit("max_voltage_limit", 32, 2),
@@ -384,13 +402,13 @@ def _x_series(
         Register("status_return_level", 68, 1, True, 2, 0, 2),
         Register("registered_instruction", 69, 1, False),
         Register("hardware_error_status", 70, 1, False),
-        Register("velocity_i_gain", 76, 2, True, vi, 0, 16_383),
-        Register("velocity_p_gain", 78, 2, True, vp, 0, 16_383),
-        Register("position_d_gain", 80, 2, True, pd, 0, 16_383),
-        Register("position_i_gain", 82, 2, True, pi, 0, 16_383),
-        Register("position_p_gain", 84, 2, True, pp, 0, 16_383),
-        Register("feedforward_2nd_gain", 88, 2, True, 0, 0, 16_383),
-        Register("feedforward_1st_gain", 90, 2, True, 0, 0, 16_383),
+        Register("velocity_i_gain", 76, 2, True, vi, 0, MAX_GAIN),
+        Register("velocity_p_gain", 78, 2, True, vp, 0, MAX_GAIN),
+        Register("position_d_gain", 80, 2, True, pd, 0, MAX_GAIN),
+        Register("position_i_gain", 82, 2, True, pi, 0, MAX_GAIN),
+        Register("position_p_gain", 84, 2, True, pp, 0, MAX_GAIN),
+        Register("feedforward_2nd_gain", 88, 2, True, 0, 0, MAX_GAIN),
+        Register("feedforward_1st_gain", 90, 2, True, 0, 0, MAX_GAIN),
         Register("bus_watchdog", 98, 1, True, 0, 0, 127),  # 1 ~ 127 x 20 ms, 0 off
         Register("goal_pwm", 100, 2, True, PWM_FULL_SCALE, signed=True),  # limit: +-PWM Limit (36)
         Register("goal_velocity", 104, 4, True, 0, signed=True),  # limit: +-Velocity Limit (44)
@@ -447,10 +465,12 @@ XL430_W250 = ServoModel(  # docs/en/dxl/x/xl430-w250.md
     modes=frozenset({1, 3, 4, 16}),
     baud_rates=_BAUD_X430,
     current_unit=None,
-    stall_torque=1.4,  # at 11.1 V, 1.3 A
-    stall_current=1.3,
-    no_load_speed=_rpm(57),
-    voltage=11.1,
+    # the e-manual's 12 V point (1.5 N·m at 1.4 A, 61 rev/min; it also lists 1.4 N·m, 1.3 A, 57 rev/min at 11.1 V):
+    # the OMX follower runs on 12 V (hardware_omx.md)
+    stall_torque=1.5,
+    stall_current=1.4,
+    no_load_speed=_rpm(61),
+    voltage=12.0,
 )
 
 XL330_M288 = ServoModel(  # docs/en/dxl/x/xl330-m288.md
@@ -480,10 +500,14 @@ XL330_M288 = ServoModel(  # docs/en/dxl/x/xl330-m288.md
     modes=frozenset({0, 1, 3, 4, 5, 16}),
     baud_rates=_BAUD_XL330,
     current_unit=0.001,
-    stall_torque=0.52,  # at 5.0 V, 1.47 A
+    stall_torque=0.52,  # at 5.0 V, 1.47 A; no load 103 rev/min at 5.0 V (the recommended voltage)
     stall_current=1.47,
     no_load_speed=_rpm(103),
     voltage=5.0,
+    # measured: Rhoban/bam bam/dynamixel/actuator.py XL330_KP_DIVISOR = 256, "empirically observed for XL330 (manual
+    # mentions 128)", from the servo's own Present PWM against its position error (the e-manual's 128 stays for the
+    # current-based position loop, whose output nobody has measured)
+    p_divisor=256,
 )
 
 XM430_W350 = ServoModel(  # docs/en/dxl/x/xm430-w350.md
@@ -533,12 +557,55 @@ def radians_to_ticks(radians: float) -> int:
     return CENTRE_TICK + round(radians * TICKS_PER_REV / (2.0 * math.pi))
 
 
+# ---------------------------------------------------------------- the position loop as a torque law
+
+
+def position_kp(model: ServoModel, p_gain: int, mode: int) -> float:
+    """N·m/rad of Position P Gain ``p_gain`` in operating ``mode`` (a ``POSITION_MODES`` value).
+
+    Position and extended position (x/position_pid_gain.md): the loop's output is PWM, KPP = P / ``p_divisor`` PWM
+    units per tick of error, 885 units (full duty) = the stall torque. Current-based position
+    (control_table_current_position_pid_gain.md): the output is the desired current, KPP = P / 128 current units per
+    tick, at the motor's torque per amp (stall torque / stall current).
+    """
+    if mode == CURRENT_POSITION_MODE:
+        return p_gain / KPP_DIVISOR * TICKS_PER_RAD * _current_torque(model)
+    return p_gain / model.p_divisor * TICKS_PER_RAD / PWM_FULL_SCALE * model.stall_torque
+
+
+def position_kv(model: ServoModel, d_gain: int, mode: int) -> float:
+    """N·m·s/rad of Position D Gain ``d_gain`` in ``mode``: KPD = D / 16 output units per tick of error per
+    ``KPD_SAMPLE_S``, in the output's units as ``position_kp`` reads them. The motor's back-EMF is not in it: that is
+    the joint's (``back_emf_damping``), with the torque on or off."""
+    per_rad_s = d_gain / KPD_DIVISOR * TICKS_PER_RAD * KPD_SAMPLE_S
+    if mode == CURRENT_POSITION_MODE:
+        return per_rad_s * _current_torque(model)
+    return per_rad_s / PWM_FULL_SCALE * model.stall_torque
+
+
+def back_emf_damping(model: ServoModel) -> float:
+    """N·m·s/rad the motor's back-EMF puts on its joint under a voltage drive: stall torque / no-load speed."""
+    return model.stall_torque / model.no_load_speed
+
+
+def current_torque(model: ServoModel, current: int) -> float:
+    """N·m of a Goal Current / Current Limit value ``current`` (in the model's current units) at the motor's torque per amp."""
+    return current * _current_torque(model)
+
+
+def _current_torque(model: ServoModel) -> float:
+    """N·m per current unit: the unit in A times stall torque / stall current (a linear fit of the performance graph)."""
+    if model.current_unit is None:
+        raise ValueError(f"the {model.name} senses no current")
+    return model.current_unit * model.stall_torque / model.stall_current
+
+
 def torque_from_register(model: ServoModel, value: int) -> float:
-    """N·m from item 126: Present Current times the torque per amp (stall torque / stall current, a linear fit of the
-    performance graph), or Present Load as a share of the stall torque (0.1 % units) on a model without current sensing."""
+    """N·m from item 126: Present Current at the torque per amp (``current_torque``), or Present Load as a share of the
+    stall torque (0.1 % units) on a model without current sensing."""
     if model.current_unit is None:
         return value * 0.001 * model.stall_torque
-    return value * model.current_unit * model.stall_torque / model.stall_current
+    return current_torque(model, value)
 
 
 def torque_to_register(model: ServoModel, torque: float) -> int:

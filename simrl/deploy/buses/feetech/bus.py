@@ -255,6 +255,10 @@ class FeetechBus:
         """Torque_Enable 0 on every servo, checked by reading it back; nothing else changes."""
         self._set_torque(False)
 
+    def prepare_for_calibration(self) -> None:
+        """Torque off: all an STS3215 needs before LeRobot's homing (``so_follower.py`` ``calibrate``)."""
+        self.disable_torque()
+
     def raw_positions(self) -> dict[str, int]:
         """Every servo's Present_Position in raw ticks (after its Homing_Offset)."""
         address = REGISTERS["Present_Position"].address
