@@ -35,6 +35,17 @@ SERVOS = (
 # plant's motor limits.
 STALL_TORQUE = {"xm430-w350": 4.1, "xl430-w250": 1.5, "xl330-m288": 0.52}
 BAUD = 1_000_000
+# The motors of a deploy file for the SO-101 model on Koch servos, as LeRobot configures a Koch follower
+# (koch_follower.py configure): extended position for the arm, current-based position for the gripper, P/I/D
+# 1500/0/600 on elbow_flex. The tests prepend their own ``robot:`` and ``bus:`` lines.
+KOCH_MOTORS = """motors:
+  - {joint: shoulder_pan, id: 1, model: xl430-w250}
+  - {joint: shoulder_lift, id: 2, model: xl430-w250}
+  - {joint: elbow_flex, id: 3, model: xl330-m288, position_p_gain: 1500, position_i_gain: 0, position_d_gain: 600}
+  - {joint: wrist_flex, id: 4, model: xl330-m288}
+  - {joint: wrist_roll, id: 5, model: xl330-m288}
+  - {joint: gripper, id: 6, model: xl330-m288, mode: current_position}
+"""
 HANDLER = sdk.PacketHandler(2.0)
 
 

@@ -38,6 +38,7 @@ from simrl.errors import SimrlError
 from simrl.robots import Robot, load_robot
 from tests.cli import assert_one_line_error, run_simrl, simrl_command
 from tests.feetech_rig import PATIENT_S, SERVO_IDS, motor_joints, patient_sdk, so101_plant  # noqa: F401 (fixture)
+from tests.servo_arm import place, walk_through_calibrate
 from tests.test_deploy import FAST, TIMEOUT, read_line, write_policy
 
 TICK = 2 * math.pi / 4096
@@ -160,11 +161,6 @@ def emulated(so101: Robot) -> Iterator[tuple[RealityPlant, FeetechBus]]:
         bus = FeetechBus(motor_joints(so101), SERVO_IDS, port=link.port, reply_timeout=PATIENT_S, setup_timeout=PATIENT_S)
         with bus:
             yield plant, bus
-
-
-def place(plant: RealityPlant, pose: dict[int, float]) -> None:
-    for motor, angle in pose.items():
-        plant.place(motor, angle)
 
 
 def joint_angles(bus: FeetechBus, gain: np.ndarray, offset: np.ndarray) -> np.ndarray:
@@ -298,18 +294,8 @@ def test_simrl_calibrate_walks_a_user_through_lerobots_procedure_on_the_emulated
     out = tmp_path / "my-so101.json"
     with PtySerialLink(FeetechFirmware(plant, SERVO_IDS, encoder_zero=ZEROS)) as link:
         command = simrl_command("calibrate", "--robot", "so101", "--port", link.port, "--out", str(out))
-        with subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as user:
-            assert "middle of its range of motion" in read_line(user.stdout, TIMEOUT)
-            place(plant, {i: 0.0 for i in range(5)} | {5: 0.78540})  # the user poses the arm, then presses Enter
-            user.stdin.write("\n")  # type: ignore[union-attr]
-            user.stdin.flush()  # type: ignore[union-attr]
-            assert "through its whole range" in read_line(user.stdout, TIMEOUT)
-            for i in (0, 1, 2, 3, 5):
-                for end in (0, 1):
-                    place(plant, {i: ranges[i, end]})
-                    time.sleep(0.35)  # several polls at each stop
-            out_text, err = user.communicate("\n", timeout=TIMEOUT)
-    assert user.returncode == 0, err
+        returncode, out_text, err = walk_through_calibrate(command, plant, ranges)
+    assert returncode == 0, err
     assert f"deploy with: simrl deploy --robot so101 --policy POLICY.onnx --calibration {out}" in out_text
     # the arm joints as in the hand-written file (the pose was the model's zero, the sweep reached the MJCF stops);
     # the gripper as in test_a_lerobot_file_gives_...: held at 0.78540 rad, homing -35, stops 1421 and 2673

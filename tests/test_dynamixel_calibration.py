@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import json
 import math
-import subprocess
-import time
 from pathlib import Path
 from typing import Iterator
 
@@ -35,10 +33,10 @@ from simrl.deploy.emulation.serial_wire import assembly_calibration
 from simrl.deploy.servo_calibration import RangeSnapshot, apply_calibration, calibrate, joint_mapping, load_calibration
 from simrl.errors import SimrlError
 from simrl.robots import Robot, load_robot
-from tests.dynamixel_wire import Recording, patient_sdk, sdk_frame, with_crc  # noqa: F401 (fixture)
+from tests.dynamixel_wire import KOCH_MOTORS, Recording, patient_sdk, sdk_frame, with_crc  # noqa: F401 (fixture)
 from tests.cli import simrl_command
 from tests.feetech_rig import so101_plant
-from tests.test_deploy import TIMEOUT, read_line
+from tests.servo_arm import place, walk_through_calibrate
 
 TICK = 2 * math.pi / 4096
 PATIENT_S = 0.2  # s: the shared test machine may stall a reply
@@ -68,14 +66,7 @@ HAND_FILE = """{
 # deploy/<arm>.yaml for it, as LeRobot configures a Koch follower (koch_follower.py configure)
 DEPLOY = """robot: so101
 bus: {kind: dynamixel, full_turn_motors: [wrist_roll], calibration: CALIBRATION}
-motors:
-  - {joint: shoulder_pan, id: 1, model: xl430-w250}
-  - {joint: shoulder_lift, id: 2, model: xl430-w250}
-  - {joint: elbow_flex, id: 3, model: xl330-m288, position_p_gain: 1500, position_i_gain: 0, position_d_gain: 600}
-  - {joint: wrist_flex, id: 4, model: xl330-m288}
-  - {joint: wrist_roll, id: 5, model: xl330-m288}
-  - {joint: gripper, id: 6, model: xl330-m288, mode: current_position}
-"""
+""" + KOCH_MOTORS
 
 
 @pytest.fixture(scope="module")
@@ -104,11 +95,6 @@ def emulated(so101: Robot, patient_sdk: None) -> Iterator[tuple[RealityPlant, Re
     with PtySerialLink(recording) as link:
         with DynamixelBus(link.port, [DynamixelMotor(*motor) for motor in KOCH], reply_timeout=PATIENT_S) as bus:
             yield plant, recording, bus
-
-
-def place(plant: RealityPlant, pose: dict[int, float]) -> None:
-    for motor, angle in pose.items():
-        plant.place(motor, angle)
 
 
 def joint_angles(bus: DynamixelBus, gain: np.ndarray, offset: np.ndarray) -> np.ndarray:
@@ -270,18 +256,8 @@ def test_simrl_calibrate_walks_a_user_through_lerobots_procedure_on_the_emulated
     config = deploy_file(tmp_path, None)
     with PtySerialLink(DynamixelFirmware(plant, [(i, m) for _, i, m in KOCH], encoder_zero=ZEROS)) as link:
         command = simrl_command("calibrate", "--robot", "so101", "--config", str(config), "--port", link.port, "--out", str(out))
-        with subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as user:
-            assert "middle of its range of motion" in read_line(user.stdout, TIMEOUT)
-            place(plant, {i: 0.0 for i in range(5)} | {5: 0.78540})  # the user poses the arm, then presses Enter
-            user.stdin.write("\n")  # type: ignore[union-attr]
-            user.stdin.flush()  # type: ignore[union-attr]
-            assert "every joint but wrist_roll through its whole range" in read_line(user.stdout, TIMEOUT)
-            for i in (0, 1, 2, 3, 5):
-                for end in (0, 1):
-                    place(plant, {i: ranges[i, end]})
-                    time.sleep(0.35)  # several polls at each stop
-            out_text, err = user.communicate("\n", timeout=TIMEOUT)
-    assert user.returncode == 0, err
+        returncode, out_text, err = walk_through_calibrate(command, plant, ranges)
+    assert returncode == 0, err
     assert f"--calibration {out}" in out_text
     # the arm joints as in the hand-written file; the gripper as in test_a_lerobot_file_gives_...: homing 35, 1421..2673
     expected = json.loads(HAND_FILE)
